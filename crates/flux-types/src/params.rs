@@ -1,0 +1,301 @@
+//! Every economic and policy number of the network, in one structure that
+//! lives in genesis (and, later, changes only by governance).
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::node::Tier;
+
+/// Per-tier requirements and weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct TierParams {
+    /// Collateral locked while the node is registered.
+    pub collateral: Amount,
+    /// Minimum logical CPU cores.
+    pub cores_min: u32,
+    /// Minimum memory in MB.
+    pub ram_mb_min: u64,
+    /// Minimum disk in GB.
+    pub disk_gb_min: u64,
+    /// Minimum CPU benchmark score (events per second).
+    pub cpu_score_min: u64,
+    /// Minimum sequential disk write speed with fsync, MB/s.
+    pub disk_write_mb_per_s_min: u64,
+    /// Reward weight in thousandths (Cumulus 1000, Nimbus 3500, Stratus 9000).
+    pub reward_weight_milli: u64,
+}
+
+/// Monthly app prices (the Flux table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct AppPrices {
+    /// Per 0.1 CPU core per instance.
+    pub cpu_per_tenth: Amount,
+    /// Per 100 MB of RAM per instance.
+    pub ram_per_100_mb: Amount,
+    /// Per GB of disk per instance.
+    pub hdd_per_gb: Amount,
+    /// Per published port outside the standard range (an "enterprise" port), per app.
+    pub enterprise_port: Amount,
+    /// When the app is pinned to named nodes, per app.
+    pub pinned_nodes: Amount,
+    /// When the app asks for nodes with a static IP, per app.
+    pub static_ip: Amount,
+    /// The least an app pays per month.
+    pub minimum: Amount,
+}
+
+/// An inclusive range of ports.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
+pub struct PortRange {
+    /// First port of the range.
+    pub first: u16,
+    /// Last port of the range.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        self.first <= port && port <= self.last
+    }
+}
+
+/// Limits an app specification must respect (Flux v8 rules).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct AppLimits {
+    /// Shortest app name.
+    pub name_len_min: u32,
+    /// Longest app or component name.
+    pub name_len_max: u32,
+    /// Longest description.
+    pub description_len_max: u32,
+    /// Most components in one app.
+    pub components_max: u32,
+    /// Most published ports per component.
+    pub ports_per_component_max: u32,
+    /// Ports that no app may publish (the node's own services and well-known system ports).
+    pub banned_ports: Vec<PortRange>,
+    /// Ports in this range are standard; others are enterprise ports and cost extra.
+    pub standard_ports: PortRange,
+    /// Most CPU per component, and for the whole app, in tenths of a core.
+    pub cpu_tenths_max: u32,
+    /// Most RAM per component and per app, in MB (a multiple of 100).
+    pub ram_mb_max: u32,
+    /// Most disk per component and per app, in GB.
+    pub hdd_gb_max: u32,
+    /// Fewest instances.
+    pub instances_min: u32,
+    /// Most instances.
+    pub instances_max: u32,
+    /// Most environment entries per component.
+    pub env_entries_max: u32,
+    /// Most command arguments per component.
+    pub commands_max: u32,
+    /// Longest single environment entry or command argument.
+    pub arg_len_max: u32,
+    /// Longest image reference.
+    pub repotag_len_max: u32,
+    /// Longest container data path specification.
+    pub container_data_len_max: u32,
+    /// Most contacts.
+    pub contacts_max: u32,
+    /// Most geolocation rules.
+    pub geolocation_max: u32,
+    /// Most pinned nodes.
+    pub pinned_nodes_max: u32,
+    /// Shortest payment period, months.
+    pub months_min: u32,
+    /// Longest payment period, months.
+    pub months_max: u32,
+}
+
+/// All parameters of a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct Params {
+    /// Target interval between blocks, in milliseconds.
+    pub block_interval_ms: u64,
+    /// Blocks per epoch.
+    pub epoch_length_blocks: u64,
+    /// Smallest fee a transaction may pay.
+    pub tx_fee_min: Amount,
+    /// Additional fee per encoded byte of a transaction.
+    pub tx_fee_per_byte: Amount,
+    /// Most transactions in one block.
+    pub block_txs_max: u32,
+    /// Requirements per tier, indexed by [`Tier::index`].
+    pub tiers: Vec<TierParams>,
+    /// App prices per month.
+    pub app_prices: AppPrices,
+    /// App specification limits.
+    pub app_limits: AppLimits,
+    /// Length of a paid month of chain time, in milliseconds.
+    pub month_ms: u64,
+}
+
+impl Params {
+    /// The parameters of a production network (DESIGN tiers and Flux prices).
+    pub fn mainnet() -> Params {
+        Params {
+            block_interval_ms: 1_000,
+            epoch_length_blocks: 600,
+            tx_fee_min: Amount::units(10_000),
+            tx_fee_per_byte: Amount::ZERO,
+            block_txs_max: 20_000,
+            tiers: vec![
+                TierParams {
+                    collateral: Amount::flux(1_000),
+                    cores_min: 2,
+                    ram_mb_min: 8_000,
+                    disk_gb_min: 220,
+                    cpu_score_min: 240,
+                    disk_write_mb_per_s_min: 180,
+                    reward_weight_milli: 1_000,
+                },
+                TierParams {
+                    collateral: Amount::flux(12_500),
+                    cores_min: 4,
+                    ram_mb_min: 32_000,
+                    disk_gb_min: 440,
+                    cpu_score_min: 640,
+                    disk_write_mb_per_s_min: 180,
+                    reward_weight_milli: 3_500,
+                },
+                TierParams {
+                    collateral: Amount::flux(40_000),
+                    cores_min: 8,
+                    ram_mb_min: 64_000,
+                    disk_gb_min: 880,
+                    cpu_score_min: 1_520,
+                    disk_write_mb_per_s_min: 400,
+                    reward_weight_milli: 9_000,
+                },
+            ],
+            app_prices: AppPrices {
+                cpu_per_tenth: Amount::units(3_000_000),
+                ram_per_100_mb: Amount::units(1_000_000),
+                hdd_per_gb: Amount::units(400_000),
+                enterprise_port: Amount::flux(2),
+                pinned_nodes: Amount::flux(6),
+                static_ip: Amount::flux(3),
+                minimum: Amount::units(10_000_000),
+            },
+            app_limits: AppLimits {
+                name_len_min: 3,
+                name_len_max: 32,
+                description_len_max: 256,
+                components_max: 10,
+                ports_per_component_max: 5,
+                banned_ports: vec![
+                    PortRange { first: 0, last: 79 },
+                    PortRange {
+                        first: 81,
+                        last: 442,
+                    },
+                    PortRange {
+                        first: 444,
+                        last: 1023,
+                    },
+                    PortRange {
+                        first: 16_100,
+                        last: 16_299,
+                    },
+                    PortRange {
+                        first: 26_656,
+                        last: 26_659,
+                    },
+                    PortRange {
+                        first: 30_000,
+                        last: 30_099,
+                    },
+                ],
+                standard_ports: PortRange {
+                    first: 31_000,
+                    last: 39_999,
+                },
+                cpu_tenths_max: 150,
+                ram_mb_max: 59_000,
+                hdd_gb_max: 820,
+                instances_min: 1,
+                instances_max: 100,
+                env_entries_max: 50,
+                commands_max: 50,
+                arg_len_max: 4_096,
+                repotag_len_max: 200,
+                container_data_len_max: 200,
+                contacts_max: 5,
+                geolocation_max: 10,
+                pinned_nodes_max: 100,
+                months_min: 1,
+                months_max: 12,
+            },
+            month_ms: 30 * 24 * 3_600 * 1_000,
+        }
+    }
+
+    /// The parameters of a local development network: the production prices
+    /// and limits with tiny hardware thresholds and collateral, so a laptop
+    /// can run several nodes, and short epochs.
+    pub fn devnet() -> Params {
+        let mut params = Params::mainnet();
+        params.epoch_length_blocks = 20;
+        for (tier, collateral) in params.tiers.iter_mut().zip([10, 125, 400]) {
+            tier.collateral = Amount::flux(collateral);
+            tier.cores_min = 1;
+            tier.ram_mb_min = 256;
+            tier.disk_gb_min = 1;
+            tier.cpu_score_min = 1;
+            tier.disk_write_mb_per_s_min = 1;
+        }
+        params
+    }
+
+    /// The parameters of `tier`.
+    pub fn tier(&self, tier: Tier) -> &TierParams {
+        &self.tiers[tier.index()]
+    }
+
+    /// Checks internal consistency (used when loading a genesis file).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tiers.len() != Tier::ALL.len() {
+            return Err(format!(
+                "params.tiers has {} entries, expected {}",
+                self.tiers.len(),
+                Tier::ALL.len()
+            ));
+        }
+        if self.block_interval_ms == 0 || self.epoch_length_blocks == 0 || self.month_ms == 0 {
+            return Err(
+                "block_interval_ms, epoch_length_blocks and month_ms must be positive".into(),
+            );
+        }
+        let limits = &self.app_limits;
+        if limits.instances_min == 0 || limits.instances_min > limits.instances_max {
+            return Err("app_limits.instances_min must be between 1 and instances_max".into());
+        }
+        if limits.months_min == 0 || limits.months_min > limits.months_max {
+            return Err("app_limits.months_min must be between 1 and months_max".into());
+        }
+        if limits.standard_ports.first > limits.standard_ports.last {
+            return Err("app_limits.standard_ports is empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_consistent() {
+        Params::mainnet().validate().unwrap();
+        Params::devnet().validate().unwrap();
+        assert_eq!(
+            Params::mainnet().tier(Tier::Stratus).collateral,
+            Amount::flux(40_000)
+        );
+    }
+}
