@@ -1,1 +1,13 @@
-//! placeholder
+//! Apply blocks to the Flux state: accounts, nodes, apps, pricing and fees, deterministically and without IO.
+//!
+//! `apply_block(state, block) -> outcome` is a pure function: no clock, no
+//! randomness, no network, no disk. Time and the proposer arrive inside the
+//! block; the same blocks give the same state root on every machine.
+
+mod error;
+mod exec;
+mod state;
+
+pub use error::{BlockError, GenesisError, TxError};
+pub use exec::{BlockContext, Built, Event, NONCE_AHEAD_MAX, Outcome, Quote, Receipt, ReceiptDetail, apply_block, build_block, check_tx, min_fee, quote};
+pub use state::{Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State, reward_pool_address, treasury_address};

@@ -1,0 +1,229 @@
+//! Typed errors of the ledger.
+
+use flux_types::{Address, Amount, SpecError, Tier};
+
+/// Why a transaction is refused. Each variant has a stable [`TxError::code`]
+/// and a message that says what was wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signature does not match the signer.
+    #[error("the signature is invalid for signer {signer}; sign the transaction with the signer's key")]
+    InvalidSignature {
+        /// The claimed signer's address.
+        signer: Address,
+    },
+    /// Signed for another network.
+    #[error("the transaction is for chain '{got}' but this is chain '{expected}'")]
+    WrongChain {
+        /// This network's id.
+        expected: String,
+        /// The transaction's chain id.
+        got: String,
+    },
+    /// Nonce already used.
+    #[error("nonce {got} was already used by {account}; the next nonce is {expected}")]
+    NonceUsed {
+        /// The signer.
+        account: Address,
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// Nonce in the future (a gap).
+    #[error("nonce {got} is ahead of {account}'s next nonce {expected}; send the missing transactions first")]
+    NonceGap {
+        /// The signer.
+        account: Address,
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// Fee below the minimum.
+    #[error("the fee is {got} FLUX, the minimum for this transaction is {min} FLUX")]
+    FeeTooLow {
+        /// Required fee.
+        min: Amount,
+        /// Offered fee.
+        got: Amount,
+    },
+    /// Not enough liquid balance.
+    #[error("insufficient funds: {account} has {available} FLUX available but needs {needed} FLUX")]
+    InsufficientFunds {
+        /// The account.
+        account: Address,
+        /// Liquid balance.
+        available: Amount,
+        /// Required amount (including the fee).
+        needed: Amount,
+    },
+    /// Transfer of zero.
+    #[error("the amount must be greater than zero")]
+    ZeroAmount,
+    /// Sending to a module account that only the ledger may move.
+    #[error("{0} is a module account; send to a personal address")]
+    ModuleAccount(Address),
+    /// The app specification is invalid.
+    #[error("invalid app specification: {0}")]
+    InvalidSpec(#[from] SpecError),
+    /// The spec's owner is not the signer.
+    #[error("the spec names owner {owner} but the transaction is signed by {signer}; sign with the owner's key or change the owner")]
+    OwnerMismatch {
+        /// Owner in the spec.
+        owner: Address,
+        /// Signer.
+        signer: Address,
+    },
+    /// Payment below the price.
+    #[error("price is {price} FLUX for {months} month(s), you paid {paid}")]
+    Underpaid {
+        /// The price.
+        price: Amount,
+        /// The period.
+        months: u32,
+        /// The offered maximum payment.
+        paid: Amount,
+    },
+    /// Period outside the allowed range.
+    #[error("the period must be between {min} and {max} months, got {got}")]
+    MonthsOutOfRange {
+        /// Minimum months.
+        min: u32,
+        /// Maximum months.
+        max: u32,
+        /// Requested months.
+        got: u32,
+    },
+    /// An app with this name exists.
+    #[error("an app named '{0}' already exists; choose another name or update it with `flux app update`")]
+    AppExists(String),
+    /// No app with this name.
+    #[error("no app named '{0}'")]
+    AppNotFound(String),
+    /// The signer does not own the app.
+    #[error("app '{app}' is owned by {owner}; only its owner can change it")]
+    NotAppOwner {
+        /// The app.
+        app: String,
+        /// Its owner.
+        owner: Address,
+    },
+    /// A node with this key is registered.
+    #[error("node {0} is already registered")]
+    NodeExists(Address),
+    /// No node with this id.
+    #[error("no node with id {0}")]
+    NodeNotFound(Address),
+    /// The signer does not own the node.
+    #[error("node {node} is owned by {owner}; only its owner can deregister it")]
+    NotNodeOwner {
+        /// The node.
+        node: Address,
+        /// Its owner.
+        owner: Address,
+    },
+    /// Invalid endpoint or region.
+    #[error("{0}")]
+    InvalidNodeInfo(String),
+    /// Collateral cannot be locked.
+    #[error("registering a {tier} node locks {collateral} FLUX; {account} has {available} FLUX available")]
+    InsufficientCollateral {
+        /// The tier.
+        tier: Tier,
+        /// Its collateral.
+        collateral: Amount,
+        /// The signer.
+        account: Address,
+        /// Liquid balance.
+        available: Amount,
+    },
+    /// An amount overflowed; no real transaction gets here.
+    #[error("amount overflow")]
+    Overflow,
+}
+
+impl TxError {
+    /// A stable machine-readable code, used as the API's problem `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxError::InvalidSignature { .. } => "invalid_signature",
+            TxError::WrongChain { .. } => "wrong_chain",
+            TxError::NonceUsed { .. } => "nonce_used",
+            TxError::NonceGap { .. } => "nonce_gap",
+            TxError::FeeTooLow { .. } => "fee_too_low",
+            TxError::InsufficientFunds { .. } => "insufficient_funds",
+            TxError::ZeroAmount => "zero_amount",
+            TxError::ModuleAccount(_) => "module_account",
+            TxError::InvalidSpec(_) => "invalid_spec",
+            TxError::OwnerMismatch { .. } => "owner_mismatch",
+            TxError::Underpaid { .. } => "underpaid",
+            TxError::MonthsOutOfRange { .. } => "months_out_of_range",
+            TxError::AppExists(_) => "app_exists",
+            TxError::AppNotFound(_) => "app_not_found",
+            TxError::NotAppOwner { .. } => "not_app_owner",
+            TxError::NodeExists(_) => "node_exists",
+            TxError::NodeNotFound(_) => "node_not_found",
+            TxError::NotNodeOwner { .. } => "not_node_owner",
+            TxError::InvalidNodeInfo(_) => "invalid_node_info",
+            TxError::InsufficientCollateral { .. } => "insufficient_collateral",
+            TxError::Overflow => "overflow",
+        }
+    }
+}
+
+/// Why a block is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// Not the next height.
+    #[error("block height {got} does not follow {current}")]
+    WrongHeight {
+        /// Current state height.
+        current: u64,
+        /// Block height.
+        got: u64,
+    },
+    /// Parent is not the last block.
+    #[error("block parent does not match the last block")]
+    WrongParent,
+    /// Time did not advance.
+    #[error("block time {got} ms is not after the previous block's {previous} ms")]
+    TimeNotIncreasing {
+        /// Previous block time.
+        previous: u64,
+        /// This block's time.
+        got: u64,
+    },
+    /// Too many transactions.
+    #[error("block has {got} transactions, at most {max} allowed")]
+    TooManyTxs {
+        /// Limit.
+        max: u32,
+        /// Count.
+        got: usize,
+    },
+    /// The transaction root does not match the transactions.
+    #[error("block tx_root does not match its transactions")]
+    TxRootMismatch,
+    /// A transaction is invalid.
+    #[error("transaction {index} is invalid: {error}")]
+    InvalidTx {
+        /// Position in the block.
+        index: usize,
+        /// Why.
+        error: TxError,
+    },
+    /// The state root after applying differs from the header's.
+    #[error("state root mismatch: header says {expected}, applying gives {computed}")]
+    StateRootMismatch {
+        /// From the header.
+        expected: flux_types::Hash,
+        /// Computed.
+        computed: flux_types::Hash,
+    },
+}
+
+/// Why a genesis cannot start a chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid genesis: {0}")]
+pub struct GenesisError(pub String);
