@@ -1,0 +1,344 @@
+//! `flux app`: validate, price, deploy, list, inspect and remove apps.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Subcommand;
+use flux_ledger::{AppRecord, Quote, quote};
+use flux_types::app::{ParsedSpec, parse_spec};
+use flux_types::{Address, Amount, AppSpec, Params, TxBody};
+use serde_json::json;
+
+use crate::Context;
+use crate::client::{Client, api_status, is_unreachable, list_items};
+use crate::output::{Text, utc};
+use crate::submit::{self, TxOptions};
+
+/// Largest spec file read; real ones are a few kilobytes.
+const SPEC_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppCommand {
+    /// Check a spec (Flux v8 JSON or TOML) against the network's rules, without sending anything
+    Validate {
+        /// The spec file
+        file: PathBuf,
+        /// Key that would deploy (fills a missing owner)
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+    },
+    /// Price a spec for a period
+    Price {
+        /// The spec file
+        file: PathBuf,
+        /// Months to pay for [default: the spec's `expire`, else 1]
+        #[arg(long)]
+        months: Option<u32>,
+    },
+    /// Register an app and pay for its period
+    Deploy {
+        /// The spec file
+        file: PathBuf,
+        /// Key that owns and pays for the app
+        #[arg(long, value_name = "NAME")]
+        from: String,
+        /// Months to pay for [default: the spec's `expire`, else 1]
+        #[arg(long)]
+        months: Option<u32>,
+        /// The most to pay, in FLUX [default: the quoted price]
+        #[arg(long, value_name = "AMOUNT")]
+        max_payment: Option<Amount>,
+        #[command(flatten)]
+        tx: TxOptions,
+    },
+    /// List the registered apps
+    List,
+    /// Show one app
+    Status {
+        /// The app's name
+        name: String,
+    },
+    /// Remove an app owned by the --from key (the unused period is not refunded)
+    Remove {
+        /// The app's name
+        name: String,
+        /// Key that owns the app
+        #[arg(long, value_name = "NAME")]
+        from: String,
+        #[command(flatten)]
+        tx: TxOptions,
+    },
+}
+
+/// Stands for "whoever deploys" when a spec names no owner and no key was given.
+const UNSPECIFIED_OWNER: Address = Address([0; 20]);
+
+pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
+    match command {
+        AppCommand::Validate { file, from } => {
+            let owner = match &from {
+                Some(name) => ctx.keystore().load(name)?.address,
+                None => UNSPECIFIED_OWNER,
+            };
+            let parsed = read_spec(&file, owner)?;
+            let (params, source) = params_or_defaults(ctx)?;
+            check_spec(&file, &parsed.spec, &params)?;
+            let value = json!({
+                "valid": true,
+                "file": file,
+                "params": source,
+                "spec": parsed.spec,
+            });
+            ctx.out.show(&value, |text| {
+                text.line(format!(
+                    "{} is a valid app specification ({source})",
+                    file.display()
+                ));
+                show_spec(text, &parsed.spec);
+            });
+        }
+        AppCommand::Price { file, months } => {
+            let parsed = read_spec(&file, UNSPECIFIED_OWNER)?;
+            let months = months.or(parsed.months_hint).unwrap_or(1);
+            let (params, source) = params_or_defaults(ctx)?;
+            check_spec(&file, &parsed.spec, &params)?;
+            let quote = quote(&params, &parsed.spec, months)?;
+            let mut value = serde_json::to_value(&quote)?;
+            value["app"] = json!(parsed.spec.name);
+            value["params"] = json!(source);
+            ctx.out
+                .show(&value, |text| show_quote(text, &parsed.spec, &quote));
+        }
+        AppCommand::Deploy {
+            file,
+            from,
+            months,
+            max_payment,
+            tx,
+        } => {
+            let owner = ctx.keystore().load(&from)?;
+            let key = owner.secret()?;
+            let parsed = read_spec(&file, owner.address)?;
+            let months = months.or(parsed.months_hint).unwrap_or(1);
+            let client = ctx.client()?;
+            let prepared = submit::prepare(&client, &key)?;
+            check_spec(&file, &parsed.spec, &prepared.params)?;
+            let quote = quote(&prepared.params, &parsed.spec, months)?;
+            let max_payment = max_payment.unwrap_or(quote.total);
+            if !ctx.out.is_json() {
+                ctx.out.note(&format!(
+                    "deploying {} for {months} month(s): price {} FLUX, paying at most {max_payment} FLUX",
+                    parsed.spec.name, quote.total
+                ));
+            }
+            let body = TxBody::AppRegister {
+                spec: parsed.spec,
+                months,
+                max_payment,
+            };
+            let signed = prepared.sign(&key, body, tx.fee);
+            let written = submit::submit_and_wait(&client, &ctx.out, &signed, &tx)?;
+            submit::show_written(&ctx.out, &written);
+        }
+        AppCommand::List => {
+            let client = ctx.client()?;
+            let value = client.get_value("/apps")?;
+            let apps: Vec<AppRecord> = list_items(value, "apps")
+                .into_iter()
+                .map(|item| {
+                    serde_json::from_value(item).map_err(|e| {
+                        anyhow!("unexpected app record from {}: {e}", client.node_url())
+                    })
+                })
+                .collect::<Result<_>>()?;
+            ctx.out.show(&apps, |text| {
+                let rows: Vec<Vec<String>> = apps
+                    .iter()
+                    .map(|app| {
+                        let spec = &app.spec;
+                        vec![
+                            spec.name.clone(),
+                            spec.instances.to_string(),
+                            format!("{}", f64::from(spec.cpu_tenths()) / 10.0),
+                            format!("{} MB", spec.ram_mb()),
+                            format!("{} GB", spec.hdd_gb()),
+                            format!("{} FLUX", app.paid),
+                            utc(app.expires_at_ms),
+                            spec.owner.to_string(),
+                        ]
+                    })
+                    .collect();
+                text.table(
+                    &[
+                        "NAME",
+                        "INSTANCES",
+                        "CPU",
+                        "RAM",
+                        "HDD",
+                        "PAID",
+                        "EXPIRES",
+                        "OWNER",
+                    ],
+                    &rows,
+                    "no apps registered; deploy one with `flux app deploy FILE --from NAME`",
+                );
+            });
+        }
+        AppCommand::Status { name } => {
+            let client = ctx.client()?;
+            let app = get_app(&client, &name)?;
+            ctx.out.show(&app, |text| {
+                text.fields(&[
+                    ("app", app.spec.name.clone()),
+                    ("owner", app.spec.owner.to_string()),
+                    ("registered", format!("height {}", app.registered_height)),
+                    ("updated", format!("height {}", app.updated_height)),
+                    (
+                        "paid",
+                        format!("{} FLUX for {} month(s)", app.paid, app.months),
+                    ),
+                    ("period from", utc(app.period_start_ms)),
+                    ("expires", utc(app.expires_at_ms)),
+                ]);
+                text.blank();
+                show_spec(text, &app.spec);
+            });
+        }
+        AppCommand::Remove { name, from, tx } => {
+            let owner = ctx.keystore().load(&from)?;
+            let key = owner.secret()?;
+            let client = ctx.client()?;
+            let app = get_app(&client, &name)?;
+            if app.spec.owner != owner.address {
+                bail!(
+                    "app '{name}' is owned by {}, not by {from} ({}); only its owner can remove it",
+                    app.spec.owner,
+                    owner.address
+                );
+            }
+            let prepared = submit::prepare(&client, &key)?;
+            let signed = prepared.sign(&key, TxBody::AppRemove { name }, tx.fee);
+            let written = submit::submit_and_wait(&client, &ctx.out, &signed, &tx)?;
+            submit::show_written(&ctx.out, &written);
+        }
+    }
+    Ok(())
+}
+
+/// Reads and converts a spec file; errors name the file and the field.
+fn read_spec(path: &Path, default_owner: Address) -> Result<ParsedSpec> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read app spec {}", path.display()))?
+        .len();
+    if size > SPEC_FILE_BYTES_MAX {
+        bail!(
+            "{} is {size} bytes; an app spec is at most {SPEC_FILE_BYTES_MAX} bytes",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read app spec {}", path.display()))?;
+    parse_spec(&text, default_owner)
+        .map_err(|e| anyhow!("{}: invalid app spec: {e}", path.display()))
+}
+
+/// Applies the network's rules to a spec; errors name the file and the field.
+fn check_spec(path: &Path, spec: &AppSpec, params: &Params) -> Result<()> {
+    spec.validate(&params.app_limits)
+        .map_err(|e| anyhow!("{}: invalid app spec: {e}", path.display()))
+}
+
+/// The node's params, or the devnet defaults (with a note) when no node answers.
+fn params_or_defaults(ctx: &Context) -> Result<(Params, String)> {
+    let client = ctx.client()?;
+    match client.params() {
+        Ok(params) => Ok((
+            params,
+            format!("rules of the node at {}", client.node_url()),
+        )),
+        Err(error) => {
+            let error = anyhow!(error);
+            if !is_unreachable(&error) {
+                return Err(error);
+            }
+            ctx.out.note(&format!(
+                "no node answers at {}; using the devnet defaults for the network's rules and prices",
+                client.node_url()
+            ));
+            Ok((Params::devnet(), "devnet default rules".to_string()))
+        }
+    }
+}
+
+fn get_app(client: &Client, name: &str) -> Result<AppRecord> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bail!("'{name}' is not an app name (app names are letters and digits)");
+    }
+    client.get(&format!("/apps/{name}")).map_err(|e| {
+        let e = anyhow!(e);
+        if api_status(&e) == Some(404) {
+            anyhow!(
+                "no app named '{name}' on the node at {}; `flux app list` shows the registered apps",
+                client.node_url()
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn show_spec(text: &mut Text, spec: &AppSpec) {
+    let owner = if spec.owner == UNSPECIFIED_OWNER {
+        "the deploying key".to_string()
+    } else {
+        spec.owner.to_string()
+    };
+    text.fields(&[
+        ("name", spec.name.clone()),
+        ("owner", owner),
+        ("instances", spec.instances.to_string()),
+    ]);
+    let rows: Vec<Vec<String>> = spec
+        .components
+        .iter()
+        .map(|c| {
+            let ports = c
+                .ports
+                .iter()
+                .zip(&c.container_ports)
+                .map(|(p, cp)| format!("{p}->{cp}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                c.name.clone(),
+                c.repotag.clone(),
+                format!("{}", f64::from(c.cpu_tenths) / 10.0),
+                format!("{} MB", c.ram_mb),
+                format!("{} GB", c.hdd_gb),
+                ports,
+            ]
+        })
+        .collect();
+    text.table(
+        &["COMPONENT", "IMAGE", "CPU", "RAM", "HDD", "PORTS"],
+        &rows,
+        "no components",
+    );
+}
+
+fn show_quote(text: &mut Text, spec: &AppSpec, quote: &Quote) {
+    text.fields(&[
+        ("app", spec.name.clone()),
+        (
+            "per instance",
+            format!("{} FLUX per month", quote.per_instance_month),
+        ),
+        ("instances", spec.instances.to_string()),
+        ("extras", format!("{} FLUX per month", quote.extras_month)),
+        ("per month", format!("{} FLUX", quote.per_month)),
+        (
+            "total",
+            format!("{} FLUX for {} month(s)", quote.total, quote.months),
+        ),
+    ]);
+}

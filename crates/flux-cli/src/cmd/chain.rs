@@ -1,0 +1,120 @@
+//! `flux chain`: status, blocks and transactions.
+
+use anyhow::{Result, anyhow};
+use clap::Subcommand;
+use flux_types::{BlockHeader, Hash, SignedTransaction};
+use serde_json::Value;
+
+use crate::Context;
+use crate::client::api_status;
+use crate::output::{short, utc};
+use crate::submit::describe_receipt;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChainCommand {
+    /// Height, time, hashes and mempool of the chain as the node sees it
+    Status,
+    /// A finalized block and its transactions
+    Block {
+        /// Height of the block (the first block is 1)
+        height: u64,
+    },
+    /// Where a transaction is: pending, committed (with its receipt) or rejected
+    Tx {
+        /// Hash of the transaction
+        hash: Hash,
+    },
+}
+
+pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
+    let client = ctx.client()?;
+    match command {
+        ChainCommand::Status => {
+            let status = client.status()?;
+            ctx.out.show(&status, |text| {
+                text.fields(&[
+                    ("chain", status.chain_id.clone()),
+                    ("height", status.height.to_string()),
+                    ("time", utc(status.time_ms)),
+                    ("last block", status.last_block_hash.to_string()),
+                    ("state root", status.state_root.to_string()),
+                    ("genesis", status.genesis_hash.to_string()),
+                    ("mempool", format!("{} transactions", status.mempool_txs)),
+                    ("node", status.node_id.to_string()),
+                    ("node url", client.node_url().to_string()),
+                ]);
+            });
+        }
+        ChainCommand::Block { height } => {
+            let block = client
+                .get_value(&format!("/blocks/{height}"))
+                .map_err(|e| {
+                    let e = anyhow!(e);
+                    if api_status(&e) == Some(404) {
+                        let tip = client
+                            .status()
+                            .map(|s| format!("; the chain is at height {}", s.height))
+                            .unwrap_or_default();
+                        anyhow!("no block at height {height}{tip}")
+                    } else {
+                        e
+                    }
+                })?;
+            ctx.out.show(&block, |text| show_block(text, &block));
+        }
+        ChainCommand::Tx { hash } => {
+            let status = client.tx_status(&hash)?;
+            ctx.out.show(&status, |text| {
+                text.fields(&[("tx", hash.to_string()), ("status", status.status.clone())]);
+                if let Some(receipt) = &status.receipt {
+                    describe_receipt(text, receipt);
+                }
+                if let Some(message) = &status.message {
+                    text.fields(&[("reason", message.clone())]);
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn show_block(text: &mut crate::output::Text, block: &Value) {
+    let hash = block["hash"].as_str().unwrap_or("?").to_string();
+    match serde_json::from_value::<BlockHeader>(block["header"].clone()) {
+        Ok(header) => {
+            text.fields(&[
+                ("height", header.height.to_string()),
+                ("hash", hash),
+                ("parent", header.parent.to_string()),
+                ("time", utc(header.timestamp_ms)),
+                ("proposer", header.proposer.address().to_string()),
+                ("state root", header.state_root.to_string()),
+            ]);
+        }
+        Err(_) => {
+            text.fields(&[("hash", hash)]);
+        }
+    }
+    let txs = block["txs"].as_array().cloned().unwrap_or_default();
+    text.blank();
+    let rows: Vec<Vec<String>> = txs.iter().map(tx_row).collect();
+    text.table(
+        &["TX", "TYPE", "SIGNER", "NONCE", "FEE"],
+        &rows,
+        "no transactions",
+    );
+}
+
+fn tx_row(entry: &Value) -> Vec<String> {
+    let hash = entry["hash"].as_str().map(short).unwrap_or_default();
+    match serde_json::from_value::<SignedTransaction>(entry["tx"].clone()) {
+        Ok(signed) => vec![
+            hash,
+            signed.tx.body.kind().to_string(),
+            signed.tx.sender().to_string(),
+            signed.tx.nonce.to_string(),
+            signed.tx.fee.to_string(),
+        ],
+        Err(_) => vec![hash, "?".into(), "?".into(), "?".into(), "?".into()],
+    }
+}

@@ -1,0 +1,255 @@
+//! `flux node run`: one node process, configured by a TOML file, serving the
+//! API until SIGINT or SIGTERM and then shutting down cleanly.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use flux_types::Genesis;
+use serde::{Deserialize, Serialize};
+
+use crate::keystore::read_key_file;
+
+/// Largest genesis file read.
+const GENESIS_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Largest configuration file read.
+const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Default mempool limit, transactions.
+pub(crate) const MEMPOOL_TXS_MAX_DEFAULT: usize = 50_000;
+/// Default mempool limit, bytes.
+pub(crate) const MEMPOOL_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// The help text of `flux node run`: the configuration format.
+pub(crate) const CONFIG_HELP: &str = "\
+Run a node in the foreground until SIGINT or SIGTERM, then shut down cleanly.
+
+The configuration is a TOML file; relative paths are relative to the file's directory:
+
+    data_dir = \"data\"                 # the node's database (created if missing)
+    genesis = \"../genesis.json\"       # the network's genesis (JSON)
+    node_key = \"node_key.json\"        # the node's own key (a keystore file, mode 0600)
+    block_interval_ms = 1000          # optional; default: the genesis params
+    log = \"info\"                      # optional; a tracing filter, RUST_LOG overrides it
+
+    [api]
+    listen = \"127.0.0.1:16127\"        # address of the HTTP API and the dashboard
+    connections_max = 512             # optional limits; these are the defaults
+    body_bytes_max = 262144
+    request_timeout_ms = 10000
+
+    [mempool]
+    txs_max = 50000                   # optional; a full mempool refuses new transactions
+    bytes_max = 67108864
+
+`flux devnet up` writes such a file for each of its nodes.";
+
+/// The node's configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeFileConfig {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) genesis: PathBuf,
+    pub(crate) node_key: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) block_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) log: Option<String>,
+    pub(crate) api: ApiSection,
+    #[serde(default)]
+    pub(crate) mempool: MempoolSection,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiSection {
+    pub(crate) listen: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) connections_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) body_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request_timeout_ms: Option<u64>,
+}
+
+/// `[mempool]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MempoolSection {
+    #[serde(default = "mempool_txs_max_default")]
+    pub(crate) txs_max: usize,
+    #[serde(default = "mempool_bytes_max_default")]
+    pub(crate) bytes_max: usize,
+}
+
+impl Default for MempoolSection {
+    fn default() -> MempoolSection {
+        MempoolSection {
+            txs_max: MEMPOOL_TXS_MAX_DEFAULT,
+            bytes_max: MEMPOOL_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+fn mempool_txs_max_default() -> usize {
+    MEMPOOL_TXS_MAX_DEFAULT
+}
+
+fn mempool_bytes_max_default() -> usize {
+    MEMPOOL_BYTES_MAX_DEFAULT
+}
+
+impl NodeFileConfig {
+    /// Reads a configuration file.
+    pub(crate) fn read(path: &Path) -> Result<NodeFileConfig> {
+        let text = read_limited(path, CONFIG_FILE_BYTES_MAX, "node configuration")?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow!("{} is not a valid node configuration: {e}", path.display()))
+    }
+
+    /// `path` resolved against the directory of the configuration file.
+    pub(crate) fn resolve(config_path: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            config_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(path)
+        }
+    }
+}
+
+fn read_limited(path: &Path, bytes_max: u64, what: &str) -> Result<String> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?
+        .len();
+    if size > bytes_max {
+        bail!(
+            "{} is {size} bytes, more than the {bytes_max} allowed for a {what}",
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))
+}
+
+/// Reads and checks a genesis file.
+pub(crate) fn read_genesis(path: &Path) -> Result<Genesis> {
+    let text = read_limited(path, GENESIS_FILE_BYTES_MAX, "genesis")?;
+    let genesis: Genesis = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not a valid genesis: {e}", path.display()))?;
+    genesis
+        .validate()
+        .map_err(|e| anyhow!("{} is not a valid genesis: {e}", path.display()))?;
+    Ok(genesis)
+}
+
+/// Runs the node described by the configuration file at `config_path`.
+pub(crate) fn run(config_path: &Path) -> Result<()> {
+    let config = NodeFileConfig::read(config_path)?;
+    init_logging(config.log.as_deref());
+    let genesis = read_genesis(&NodeFileConfig::resolve(config_path, &config.genesis))?;
+    let key_path = NodeFileConfig::resolve(config_path, &config.node_key);
+    let node_key = read_key_file(&key_path)
+        .with_context(|| "cannot load the node key".to_string())?
+        .secret()?;
+    let data_dir = NodeFileConfig::resolve(config_path, &config.data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let node_config = flux_chain::NodeConfig {
+        data_dir,
+        block_interval_ms: config
+            .block_interval_ms
+            .unwrap_or(genesis.params.block_interval_ms),
+        genesis,
+        node_key,
+        mempool_txs_max: config.mempool.txs_max,
+        mempool_bytes_max: config.mempool.bytes_max,
+    };
+    let mut api = flux_api::ApiConfig {
+        listen: config.api.listen,
+        ..flux_api::ApiConfig::default()
+    };
+    if let Some(value) = config.api.connections_max {
+        api.connections_max = value;
+    }
+    if let Some(value) = config.api.body_bytes_max {
+        api.body_bytes_max = value;
+    }
+    if let Some(value) = config.api.request_timeout_ms {
+        api.request_timeout_ms = value;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flux-node")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(node_config, api))
+}
+
+async fn serve(node_config: flux_chain::NodeConfig, api: flux_api::ApiConfig) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    // Install the handlers first, so that a signal during start-up is not lost.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let listen = api.listen;
+    let node = flux_chain::Node::start(node_config)
+        .await
+        .map_err(|e| anyhow!("the node failed to start: {e}"))?;
+    tracing::info!(api = %listen, "node started; serving the API");
+    let shutdown = async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+        }
+    };
+    let served = flux_api::serve(node.clone(), api, shutdown).await;
+    node.shutdown().await;
+    tracing::info!("node stopped");
+    served.map_err(|e| anyhow!("the API at {listen} failed: {e}"))
+}
+
+fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.is_empty())
+        .or_else(|| filter.map(str::to_string))
+        .unwrap_or_else(|| "info".to_string());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_typos() {
+        let text = r#"
+data_dir = "data"
+genesis = "../genesis.json"
+node_key = "node_key.json"
+
+[api]
+listen = "127.0.0.1:16127"
+"#;
+        let config: NodeFileConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.mempool.txs_max, MEMPOOL_TXS_MAX_DEFAULT);
+        let again: NodeFileConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again.api.listen, config.api.listen);
+        let typo = text.replace("data_dir", "datadir");
+        assert!(toml::from_str::<NodeFileConfig>(&typo).is_err());
+        assert_eq!(
+            NodeFileConfig::resolve(Path::new("/a/b/config.toml"), Path::new("data")),
+            PathBuf::from("/a/b/data")
+        );
+    }
+}
