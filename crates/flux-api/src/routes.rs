@@ -1,0 +1,539 @@
+//! The `/api/v1` handlers and the shapes of their bodies.
+//!
+//! Handlers read an O(1) snapshot of the finalized state from the node and
+//! never hold it across an await, so a slow client never delays block
+//! production.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use flux_chain::TxStatus;
+use flux_ledger::{AppRecord, NodeRecord, Quote};
+use flux_types::codec::decode_bounded;
+use flux_types::{Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, SignedTransaction};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::extract::ApiJson;
+use crate::problem::Problem;
+
+/// Longest path parameter read; longer text is refused before parsing, so
+/// error messages never echo kilobytes back.
+const PATH_PARAM_LEN_MAX: usize = 128;
+/// Most items in one page of a list.
+pub(crate) const LIST_LIMIT_MAX: usize = 1_000;
+
+/// The dashboard page, embedded in the binary.
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// A block with the hash of each transaction.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BlockResponse {
+    /// The block's hash (of its header).
+    #[schema(value_type = String, example = "5f1c...e2")]
+    pub(crate) hash: Hash,
+    /// The header.
+    #[schema(value_type = crate::schema::BlockHeaderSchema)]
+    pub(crate) header: BlockHeader,
+    /// The transactions, in order.
+    pub(crate) txs: Vec<BlockTx>,
+}
+
+/// A transaction of a block.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BlockTx {
+    /// The transaction's id.
+    #[schema(value_type = String)]
+    pub(crate) hash: Hash,
+    /// The signed transaction.
+    #[schema(value_type = crate::schema::SignedTransactionSchema)]
+    pub(crate) tx: SignedTransaction,
+}
+
+/// A transaction to submit.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct SubmitRequest {
+    /// The borsh encoding of a `SignedTransaction`, in hexadecimal.
+    #[schema(example = "0b000000666c75782d6465766e6574...")]
+    pub(crate) tx: String,
+}
+
+/// A transaction accepted into the mempool.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SubmitResponse {
+    /// The transaction's id; poll `/api/v1/transactions/{hash}` for its fate.
+    #[schema(value_type = String)]
+    pub(crate) hash: Hash,
+}
+
+/// Where a transaction is, with its id.
+#[derive(Debug, Serialize)]
+pub(crate) struct TxStatusResponse {
+    pub(crate) hash: Hash,
+    #[serde(flatten)]
+    pub(crate) status: TxStatus,
+}
+
+/// An account.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AccountResponse {
+    /// The address.
+    #[schema(value_type = String, example = "flux1...")]
+    pub(crate) address: Address,
+    /// Liquid balance in FLUX.
+    #[schema(value_type = String, example = "12.50000000")]
+    pub(crate) balance: Amount,
+    /// Collateral locked by registered nodes, in FLUX.
+    #[schema(value_type = String, example = "0.00000000")]
+    pub(crate) locked: Amount,
+    /// The next nonce in finalized state.
+    pub(crate) nonce: u64,
+    /// The nonce to sign the next transaction with, counting those in the mempool.
+    pub(crate) next_nonce: u64,
+}
+
+/// An app with its current monthly price.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppListItem {
+    #[serde(flatten)]
+    pub(crate) record: AppRecord,
+    pub(crate) price_per_month: Option<Amount>,
+}
+
+/// A request for a price.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct QuoteRequest {
+    /// The app specification in its canonical JSON form.
+    #[schema(value_type = crate::schema::AppSpecSchema)]
+    pub(crate) spec: AppSpec,
+    /// Months to pay for (default 1).
+    #[serde(default = "one_month")]
+    #[schema(default = 1, minimum = 1)]
+    pub(crate) months: u32,
+}
+
+fn one_month() -> u32 {
+    1
+}
+
+/// One page of a list, ordered by key.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Start after this key (a node id, or an app name); omit for the first page.
+    pub(crate) after: Option<String>,
+    /// Most items returned, 1 to 1000 (default 1000).
+    pub(crate) limit: Option<usize>,
+}
+
+impl ListQuery {
+    fn read(query: Result<Query<ListQuery>, QueryRejection>) -> ApiResult<(Option<String>, usize)> {
+        let Query(query) = query.map_err(|e| Problem::bad_request("bad_request", e.body_text()))?;
+        let limit = query.limit.unwrap_or(LIST_LIMIT_MAX);
+        if limit == 0 || limit > LIST_LIMIT_MAX {
+            return Err(Problem::bad_request(
+                "bad_request",
+                format!("limit is {limit}; it must be between 1 and {LIST_LIMIT_MAX}"),
+            ));
+        }
+        Ok((query.after, limit))
+    }
+}
+
+fn check_param_len<'a>(name: &str, code: &'static str, text: &'a str) -> ApiResult<&'a str> {
+    if text.len() > PATH_PARAM_LEN_MAX {
+        return Err(Problem::bad_request(
+            code,
+            format!(
+                "the {name} is {} characters long, more than any valid {name}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+fn parse_address(text: &str) -> ApiResult<Address> {
+    check_param_len("address", "bad_address", text)?
+        .parse()
+        .map_err(|e: flux_types::crypto::KeyParseError| {
+            Problem::bad_request("bad_address", e.to_string())
+        })
+}
+
+/// Chain status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "chain",
+    responses((status = 200, description = "The chain as this node sees it", body = crate::schema::ChainStatusSchema))
+)]
+pub(crate) async fn status(State(state): State<AppState>) -> Response {
+    Json(state.node.status()).into_response()
+}
+
+/// A finalized block.
+#[utoipa::path(
+    get,
+    path = "/api/v1/blocks/{height}",
+    tag = "chain",
+    params(("height" = u64, Path, description = "Block height; the first block is 1")),
+    responses(
+        (status = 200, description = "The block", body = BlockResponse),
+        (status = 400, description = "`bad_height`: not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`block_not_found`: no block at this height yet", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn block(
+    State(state): State<AppState>,
+    Path(height): Path<String>,
+) -> ApiResult<Json<BlockResponse>> {
+    let height: u64 = check_param_len("height", "bad_height", &height)?
+        .parse()
+        .map_err(|_| {
+            Problem::bad_request(
+                "bad_height",
+                format!("'{height}' is not a block height (a whole number)"),
+            )
+        })?;
+    let block: Option<Block> = state
+        .node
+        .block(height)
+        .map_err(|e| Problem::internal(&e))?;
+    let Some(block) = block else {
+        let tip = state.node.status().height;
+        return Err(Problem::not_found(
+            "block_not_found",
+            format!("no block at height {height}; the chain is at height {tip}"),
+        ));
+    };
+    let hash = block.hash();
+    let txs = block
+        .txs
+        .into_iter()
+        .map(|tx| BlockTx {
+            hash: tx.hash(),
+            tx,
+        })
+        .collect();
+    Ok(Json(BlockResponse {
+        hash,
+        header: block.header,
+        txs,
+    }))
+}
+
+/// Submit a signed transaction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/transactions",
+    tag = "transactions",
+    request_body = SubmitRequest,
+    responses(
+        (status = 202, description = "Accepted into the mempool; not yet final", body = SubmitResponse),
+        (status = 400, description = "`malformed_tx`: not hex or not a valid encoding; `bad_request`: not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`duplicate_tx`: already submitted", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The ledger refuses it; `code` says why (`invalid_signature`, `nonce_used`, `insufficient_funds`, `underpaid`, `invalid_spec`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`mempool_full` or `shutting_down`: retry later", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<SubmitRequest>,
+) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
+    let bytes = hex::decode(request.tx.trim())
+        .map_err(|e| Problem::bad_request("malformed_tx", format!("tx is not hexadecimal: {e}")))?;
+    let tx: SignedTransaction =
+        decode_bounded(&bytes).map_err(|e| Problem::bad_request("malformed_tx", e.to_string()))?;
+    let kind = tx.tx.body.kind();
+    match state.node.submit(tx) {
+        Ok(hash) => {
+            tracing::debug!(%hash, kind, "transaction accepted");
+            Ok((StatusCode::ACCEPTED, Json(SubmitResponse { hash })))
+        }
+        Err(error) => {
+            tracing::debug!(%error, kind, "transaction refused");
+            Err(Problem::from(error))
+        }
+    }
+}
+
+/// Where a transaction is.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transactions/{hash}",
+    tag = "transactions",
+    params(("hash" = String, Path, description = "Transaction id, 64 hexadecimal characters")),
+    responses(
+        (status = 200, description = "Its status (`unknown` when never seen)", body = crate::schema::TxStatusSchema),
+        (status = 400, description = "`bad_hash`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn transaction(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> ApiResult<Response> {
+    let hash: Hash = check_param_len("hash", "bad_hash", &hash)?
+        .parse()
+        .map_err(|e: flux_types::crypto::KeyParseError| {
+            Problem::bad_request("bad_hash", e.to_string())
+        })?;
+    let status = state
+        .node
+        .tx_status(&hash)
+        .map_err(|e| Problem::internal(&e))?;
+    Ok(Json(TxStatusResponse { hash, status }).into_response())
+}
+
+/// An account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{address}",
+    tag = "accounts",
+    params(("address" = String, Path, description = "A `flux1...` address")),
+    responses(
+        (status = 200, description = "The account (zero balance when never used)", body = AccountResponse),
+        (status = 400, description = "`bad_address`: fails its checksum or format", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn account(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+) -> ApiResult<Json<AccountResponse>> {
+    let address = parse_address(&address)?;
+    let account = state.node.state().account(&address);
+    let next_nonce = state.node.next_nonce(&address);
+    Ok(Json(AccountResponse {
+        address,
+        balance: account.balance,
+        locked: account.locked,
+        nonce: account.nonce,
+        next_nonce,
+    }))
+}
+
+/// Registered nodes, ordered by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/nodes",
+    tag = "nodes",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of nodes", body = Vec<crate::schema::NodeRecordSchema>),
+        (status = 400, description = "`bad_request`: bad `limit`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn nodes(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<NodeRecord>>> {
+    let (after, limit) = ListQuery::read(query)?;
+    let after = after.as_deref().map(parse_address).transpose()?;
+    let snapshot = state.node.state();
+    let page = snapshot
+        .nodes()
+        .filter(|node| after.is_none_or(|after| node.id > after))
+        .take(limit)
+        .cloned()
+        .collect();
+    Ok(Json(page))
+}
+
+/// One node.
+#[utoipa::path(
+    get,
+    path = "/api/v1/nodes/{id}",
+    tag = "nodes",
+    params(("id" = String, Path, description = "The node's id (the `flux1...` address of its node key)")),
+    responses(
+        (status = 200, description = "The node", body = crate::schema::NodeRecordSchema),
+        (status = 400, description = "`bad_address`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`node_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn node(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NodeRecord>> {
+    let id = parse_address(&id)?;
+    let snapshot = state.node.state();
+    let node = snapshot.node(&id).cloned().ok_or_else(|| {
+        Problem::not_found(
+            "node_not_found",
+            format!("no node with id {id} is registered"),
+        )
+    })?;
+    Ok(Json(node))
+}
+
+/// Registered apps, ordered by name, each with its current monthly price.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    tag = "apps",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of apps", body = Vec<crate::schema::AppListItemSchema>),
+        (status = 400, description = "`bad_request`: bad `limit`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn apps(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<AppListItem>>> {
+    let (after, limit) = ListQuery::read(query)?;
+    let snapshot = state.node.state();
+    let params = snapshot.params();
+    let page = snapshot
+        .apps()
+        .filter(|app| {
+            after
+                .as_deref()
+                .is_none_or(|after| app.spec.name.as_str() > after)
+        })
+        .take(limit)
+        .map(|record| AppListItem {
+            price_per_month: flux_ledger::quote(params, &record.spec, 1)
+                .ok()
+                .map(|q| q.per_month),
+            record: record.clone(),
+        })
+        .collect();
+    Ok(Json(page))
+}
+
+/// One app.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{name}",
+    tag = "apps",
+    params(("name" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app", body = crate::schema::AppRecordSchema),
+        (status = 404, description = "`app_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn app(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AppRecord>> {
+    find_app(&state, &name)
+}
+
+/// `GET /api/v1/apps/quote`: the app named `quote`. The static route of
+/// `POST /api/v1/apps/quote` takes precedence over `/api/v1/apps/{name}`, so
+/// without this an app with that (valid) name could not be read.
+pub(crate) async fn app_named_quote(State(state): State<AppState>) -> ApiResult<Json<AppRecord>> {
+    find_app(&state, "quote")
+}
+
+fn find_app(state: &AppState, name: &str) -> ApiResult<Json<AppRecord>> {
+    let name = check_param_len("name", "bad_name", name)?;
+    let snapshot = state.node.state();
+    let app = snapshot.app(name).cloned().ok_or_else(|| {
+        Problem::not_found(
+            "app_not_found",
+            format!("no app named '{name}' is registered"),
+        )
+    })?;
+    Ok(Json(app))
+}
+
+/// The price of an app for a period, without registering it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/quote",
+    tag = "apps",
+    request_body = QuoteRequest,
+    responses(
+        (status = 200, description = "The price", body = crate::schema::QuoteSchema),
+        (status = 400, description = "`bad_request`: not JSON or not an app specification", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_spec` (the `field` member names the offending field) or `months_out_of_range`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn quote(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<QuoteRequest>,
+) -> ApiResult<Json<Quote>> {
+    let snapshot = state.node.state();
+    let params = snapshot.params();
+    request
+        .spec
+        .validate(&params.app_limits)
+        .map_err(|e| Problem::from(flux_ledger::TxError::InvalidSpec(e)))?;
+    let quote = flux_ledger::quote(params, &request.spec, request.months)?;
+    Ok(Json(quote))
+}
+
+/// The network's parameters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/params",
+    tag = "chain",
+    responses((status = 200, description = "Every economic and policy number of the network", body = Object))
+)]
+pub(crate) async fn params(State(state): State<AppState>) -> Json<Params> {
+    Json(state.node.state().params().clone())
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3 document of this API", body = Object))
+)]
+pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi_json,
+    )
+        .into_response()
+}
+
+/// Metrics in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "`flux_chain_height`, `flux_mempool_txs`, `flux_api_requests_total{route,status}`, ...", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(&state.node.status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The web dashboard.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "meta",
+    responses((status = 200, description = "A page showing the chain, nodes and apps, refreshed every 2 s", body = String, content_type = "text/html"))
+)]
+pub(crate) async fn dashboard() -> Response {
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Html(DASHBOARD_HTML),
+    )
+        .into_response()
+}

@@ -1,0 +1,459 @@
+//! The OpenAPI document.
+//!
+//! The ledger and chain types are plain serde types that know nothing of
+//! OpenAPI, so their JSON shape is described here by mirror types that are
+//! never built, only read by the `ToSchema` derive. The integration tests
+//! compare the properties of each mirror with the keys of a real response,
+//! so a field added to a ledger type without its mirror fails the build's
+//! tests instead of leaving the document wrong.
+#![allow(dead_code)]
+
+use utoipa::{OpenApi, ToSchema};
+
+use crate::problem::Problem;
+use crate::routes;
+
+/// The OpenAPI document of the Flux API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Flux API",
+        description = "The HTTP API of a Flux node. Reads return the latest finalized state; writes are transactions signed by the client and submitted in their binary form. Every error is `application/problem+json` with a stable `code`."
+    ),
+    paths(
+        routes::status,
+        routes::block,
+        routes::submit,
+        routes::transaction,
+        routes::account,
+        routes::nodes,
+        routes::node,
+        routes::apps,
+        routes::app,
+        routes::quote,
+        routes::params,
+        routes::openapi,
+        routes::metrics,
+        routes::dashboard,
+    ),
+    components(schemas(Problem)),
+    tags(
+        (name = "chain", description = "Chain status, blocks and parameters"),
+        (name = "transactions", description = "Submitting signed transactions and following them"),
+        (name = "accounts", description = "Balances and nonces"),
+        (name = "nodes", description = "Registered nodes"),
+        (name = "apps", description = "Registered apps and prices"),
+        (name = "meta", description = "This document, metrics and the dashboard"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// The document as JSON bytes, built once at start-up.
+pub(crate) fn openapi_json() -> Vec<u8> {
+    ApiDoc::openapi()
+        .to_json()
+        .expect("the OpenAPI document serializes")
+        .into_bytes()
+}
+
+/// A summary of the chain as this node sees it.
+#[derive(ToSchema)]
+#[schema(as = ChainStatus)]
+pub(crate) struct ChainStatusSchema {
+    /// Network id.
+    chain_id: String,
+    /// Hash of the genesis, hexadecimal.
+    genesis_hash: String,
+    /// Last finalized height.
+    height: u64,
+    /// Its chain time, ms since the Unix epoch.
+    time_ms: u64,
+    /// Its hash, hexadecimal.
+    last_block_hash: String,
+    /// State root after it, hexadecimal.
+    state_root: String,
+    /// Transactions waiting in the mempool.
+    mempool_txs: u64,
+    /// This node's id, a `flux1...` address.
+    node_id: String,
+}
+
+/// A block header.
+#[derive(ToSchema)]
+#[schema(as = BlockHeader)]
+pub(crate) struct BlockHeaderSchema {
+    /// Height; the first block is 1.
+    height: u64,
+    /// Hash of the previous block, hexadecimal (zero for the first block).
+    parent: String,
+    /// Chain time, ms since the Unix epoch.
+    timestamp_ms: u64,
+    /// The proposer's public key, hexadecimal.
+    proposer: String,
+    /// Commitment to the transactions, hexadecimal.
+    tx_root: String,
+    /// State root after the block, hexadecimal.
+    state_root: String,
+}
+
+/// A transaction with its signature.
+#[derive(ToSchema)]
+#[schema(as = SignedTransaction)]
+pub(crate) struct SignedTransactionSchema {
+    /// The transaction.
+    tx: TransactionSchema,
+    /// ed25519 signature over the transaction's signing bytes, hexadecimal.
+    signature: String,
+}
+
+/// An unsigned transaction.
+#[derive(ToSchema)]
+#[schema(as = Transaction)]
+pub(crate) struct TransactionSchema {
+    /// The network it is for.
+    chain_id: String,
+    /// The signer's public key, hexadecimal.
+    signer: String,
+    /// The signer's account nonce.
+    nonce: u64,
+    /// Fee in FLUX, a decimal string with 8 places.
+    fee: String,
+    /// What it does.
+    body: TxBodySchema,
+}
+
+/// What a transaction does, tagged by `type`.
+#[derive(ToSchema)]
+#[schema(as = TxBody)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum TxBodySchema {
+    /// Move FLUX to another account.
+    Transfer {
+        /// Recipient address.
+        to: String,
+        /// Amount in FLUX.
+        amount: String,
+    },
+    /// Register a node, locking its tier's collateral.
+    NodeRegister {
+        /// The node's public key, hexadecimal.
+        node_key: String,
+        /// The tier.
+        tier: TierSchema,
+        /// `HOST:PORT` of the node's API.
+        endpoint: String,
+        /// `CONTINENT_COUNTRY`.
+        region: String,
+    },
+    /// Deregister a node, unlocking its collateral.
+    NodeDeregister {
+        /// The node's id.
+        node: String,
+    },
+    /// Register an app and pay for a period.
+    AppRegister {
+        /// The specification.
+        spec: AppSpecSchema,
+        /// Months paid for.
+        months: u32,
+        /// The most the signer agrees to pay, in FLUX.
+        max_payment: String,
+    },
+    /// Replace an app's specification and period.
+    AppUpdate {
+        /// The new specification.
+        spec: AppSpecSchema,
+        /// Months paid for from now.
+        months: u32,
+        /// The most the signer agrees to pay after the credit, in FLUX.
+        max_payment: String,
+    },
+    /// Remove an app.
+    AppRemove {
+        /// The app's name.
+        name: String,
+    },
+}
+
+/// A node tier.
+#[derive(ToSchema)]
+#[schema(as = Tier)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TierSchema {
+    /// The smallest tier.
+    Cumulus,
+    /// The middle tier.
+    Nimbus,
+    /// The largest tier.
+    Stratus,
+}
+
+/// Where a transaction is, tagged by `status`.
+#[derive(ToSchema)]
+#[schema(as = TxStatus)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum TxStatusSchema {
+    /// In the mempool.
+    Pending {
+        /// Transaction id.
+        hash: String,
+    },
+    /// In a finalized block.
+    Committed {
+        /// Transaction id.
+        hash: String,
+        /// What it did.
+        receipt: ReceiptSchema,
+    },
+    /// Dropped when its block was built: it no longer applied.
+    Rejected {
+        /// Transaction id.
+        hash: String,
+        /// Stable code of the reason.
+        code: String,
+        /// The reason.
+        message: String,
+    },
+    /// Never seen, or dropped long ago.
+    Unknown {
+        /// Transaction id.
+        hash: String,
+    },
+}
+
+/// The result of an included transaction.
+#[derive(ToSchema)]
+#[schema(as = Receipt)]
+pub(crate) struct ReceiptSchema {
+    /// Transaction id.
+    tx_hash: String,
+    /// Height of its block.
+    height: u64,
+    /// Position in the block.
+    index: u32,
+    /// Fee paid, in FLUX.
+    fee: String,
+    /// What happened.
+    detail: ReceiptDetailSchema,
+}
+
+/// What a transaction did, tagged by `type`.
+#[derive(ToSchema)]
+#[schema(as = ReceiptDetail)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ReceiptDetailSchema {
+    /// Coins moved.
+    Transfer {
+        /// Recipient.
+        to: String,
+        /// Amount in FLUX.
+        amount: String,
+    },
+    /// A node registered.
+    NodeRegistered {
+        /// Node id.
+        node: String,
+        /// Collateral locked, in FLUX.
+        collateral: String,
+    },
+    /// A node left.
+    NodeDeregistered {
+        /// Node id.
+        node: String,
+        /// Collateral unlocked, in FLUX.
+        unlocked: String,
+    },
+    /// An app registered.
+    AppRegistered {
+        /// Name.
+        app: String,
+        /// Charged, in FLUX.
+        price: String,
+        /// Expiry, chain time ms.
+        expires_at_ms: u64,
+    },
+    /// An app updated.
+    AppUpdated {
+        /// Name.
+        app: String,
+        /// Price of the new period, in FLUX.
+        price: String,
+        /// Credit for the unused part of the old period, in FLUX.
+        credit: String,
+        /// Charged, in FLUX.
+        charged: String,
+        /// New expiry, chain time ms.
+        expires_at_ms: u64,
+    },
+    /// An app was removed by its owner.
+    AppRemoved {
+        /// Name.
+        app: String,
+    },
+}
+
+/// Where a node is in its life.
+#[derive(ToSchema)]
+#[schema(as = NodeStatus)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum NodeStatusSchema {
+    /// Registered, waiting for a passing benchmark.
+    Pending,
+    /// Benchmark passed for its tier.
+    Confirmed,
+}
+
+/// A registered node.
+#[derive(ToSchema)]
+#[schema(as = NodeRecord)]
+pub(crate) struct NodeRecordSchema {
+    /// The node's id: the address of its node key.
+    id: String,
+    /// The account that locked the collateral.
+    owner: String,
+    /// The node's public key, hexadecimal.
+    node_key: String,
+    /// Tier.
+    tier: TierSchema,
+    /// API endpoint `HOST:PORT`.
+    endpoint: String,
+    /// `CONTINENT_COUNTRY`.
+    region: String,
+    /// Collateral locked, in FLUX.
+    collateral: String,
+    /// Status.
+    status: NodeStatusSchema,
+    /// Height of registration.
+    registered_height: u64,
+}
+
+/// One container of an app.
+#[derive(ToSchema)]
+#[schema(as = Component)]
+pub(crate) struct ComponentSchema {
+    /// Name, unique within the app.
+    name: String,
+    /// Free text.
+    description: String,
+    /// Image reference `[registry/]repository:tag`.
+    repotag: String,
+    /// Ports published on the host.
+    ports: Vec<u16>,
+    /// Ports inside the container, one per published port.
+    container_ports: Vec<u16>,
+    /// Domains routed to each published port (empty string for none).
+    domains: Vec<String>,
+    /// Environment entries `KEY=VALUE`.
+    environment: Vec<String>,
+    /// Command arguments replacing the image's default command.
+    commands: Vec<String>,
+    /// Persistent data mount, e.g. `/data` or `r:/data`.
+    container_data: String,
+    /// CPU in tenths of a core.
+    cpu_tenths: u32,
+    /// Memory in MB.
+    ram_mb: u32,
+    /// Disk in GB.
+    hdd_gb: u32,
+    /// HTTP path probed for health; empty for a TCP connect.
+    health_path: String,
+}
+
+/// An app specification in its canonical JSON form.
+#[derive(ToSchema)]
+#[schema(as = AppSpec)]
+pub(crate) struct AppSpecSchema {
+    /// Unique name of the app.
+    name: String,
+    /// Free text.
+    description: String,
+    /// The owning `flux1...` address.
+    owner: String,
+    /// How many instances run.
+    instances: u32,
+    /// Contact addresses of the owner.
+    contacts: Vec<String>,
+    /// Placement rules: `acEU`, `acEU_CZ` allow; `a!cNA_US` deny.
+    geolocation: Vec<String>,
+    /// Node ids the app is pinned to (empty: any node).
+    nodes: Vec<String>,
+    /// Whether only nodes with a static IP may host it.
+    static_ip: bool,
+    /// The containers.
+    components: Vec<ComponentSchema>,
+}
+
+/// A registered app.
+#[derive(ToSchema)]
+#[schema(as = AppRecord)]
+pub(crate) struct AppRecordSchema {
+    /// The specification in force.
+    spec: AppSpecSchema,
+    /// Height of first registration.
+    registered_height: u64,
+    /// Height of the last registration or update.
+    updated_height: u64,
+    /// Chain time at which the current paid period started, ms.
+    period_start_ms: u64,
+    /// Chain time at which the app expires, ms.
+    expires_at_ms: u64,
+    /// Charged for the current period, in FLUX.
+    paid: String,
+    /// Months of the current period.
+    months: u32,
+}
+
+/// A registered app with its current monthly price.
+#[derive(ToSchema)]
+#[schema(as = AppListItem)]
+pub(crate) struct AppListItemSchema {
+    /// The app.
+    #[serde(flatten)]
+    record: AppRecordSchema,
+    /// What the app's specification costs per month at today's prices, in FLUX.
+    price_per_month: Option<String>,
+}
+
+/// A price quote.
+#[derive(ToSchema)]
+#[schema(as = Quote)]
+pub(crate) struct QuoteSchema {
+    /// Resources of one instance for one month, in FLUX.
+    per_instance_month: String,
+    /// Per-app extras per month, in FLUX.
+    extras_month: String,
+    /// Total per month (at least the minimum), in FLUX.
+    per_month: String,
+    /// Months.
+    months: u32,
+    /// Total for the period, in FLUX.
+    total: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_builds_and_names_the_mirrored_types() {
+        let doc: serde_json::Value = serde_json::from_slice(&openapi_json()).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for name in [
+            "Problem",
+            "ChainStatus",
+            "BlockHeader",
+            "NodeRecord",
+            "AppRecord",
+            "AppSpec",
+            "Quote",
+            "TxStatus",
+        ] {
+            assert!(
+                schemas.contains_key(name),
+                "schema {name} missing: {:?}",
+                schemas.keys()
+            );
+        }
+    }
+}
