@@ -7,7 +7,9 @@ use flux_types::{Address, Amount, SpecError, Tier};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
     /// The signature does not match the signer.
-    #[error("the signature is invalid for signer {signer}; sign the transaction with the signer's key")]
+    #[error(
+        "the signature is invalid for signer {signer}; sign the transaction with the signer's key"
+    )]
     InvalidSignature {
         /// The claimed signer's address.
         signer: Address,
@@ -31,7 +33,9 @@ pub enum TxError {
         got: u64,
     },
     /// Nonce in the future (a gap).
-    #[error("nonce {got} is ahead of {account}'s next nonce {expected}; send the missing transactions first")]
+    #[error(
+        "nonce {got} is ahead of {account}'s next nonce {expected}; send the missing transactions first"
+    )]
     NonceGap {
         /// The signer.
         account: Address,
@@ -68,7 +72,9 @@ pub enum TxError {
     #[error("invalid app specification: {0}")]
     InvalidSpec(#[from] SpecError),
     /// The spec's owner is not the signer.
-    #[error("the spec names owner {owner} but the transaction is signed by {signer}; sign with the owner's key or change the owner")]
+    #[error(
+        "the spec names owner {owner} but the transaction is signed by {signer}; sign with the owner's key or change the owner"
+    )]
     OwnerMismatch {
         /// Owner in the spec.
         owner: Address,
@@ -76,7 +82,7 @@ pub enum TxError {
         signer: Address,
     },
     /// Payment below the price.
-    #[error("price is {price} FLUX for {months} month(s), you paid {paid}")]
+    #[error("price is {price} FLUX for {}, you paid {paid}", period(.months))]
     Underpaid {
         /// The price.
         price: Amount,
@@ -96,7 +102,9 @@ pub enum TxError {
         got: u32,
     },
     /// An app with this name exists.
-    #[error("an app named '{0}' already exists; choose another name or update it with `flux app update`")]
+    #[error(
+        "an app named '{0}' already exists; choose another name or update it with `flux app update`"
+    )]
     AppExists(String),
     /// No app with this name.
     #[error("no app named '{0}'")]
@@ -127,7 +135,9 @@ pub enum TxError {
     #[error("{0}")]
     InvalidNodeInfo(String),
     /// Collateral cannot be locked.
-    #[error("registering a {tier} node locks {collateral} FLUX; {account} has {available} FLUX available")]
+    #[error(
+        "registering a {tier} node locks {collateral} FLUX; {account} has {available} FLUX available"
+    )]
     InsufficientCollateral {
         /// The tier.
         tier: Tier,
@@ -141,6 +151,15 @@ pub enum TxError {
     /// An amount overflowed; no real transaction gets here.
     #[error("amount overflow")]
     Overflow,
+}
+
+/// "1 month", "3 months".
+fn period(months: &u32) -> String {
+    if *months == 1 {
+        "1 month".to_string()
+    } else {
+        format!("{months} months")
+    }
 }
 
 impl TxError {

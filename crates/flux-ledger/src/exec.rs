@@ -2,11 +2,17 @@
 
 use flux_types::block::tx_root;
 use flux_types::node::{validate_endpoint, validate_region};
-use flux_types::{Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, PublicKey, SignedTransaction, TxBody};
+use flux_types::{
+    Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, PublicKey, SignedTransaction,
+    TxBody,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BlockError, TxError};
-use crate::state::{Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, State, reward_pool_address, treasury_address};
+use crate::state::{
+    Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, State, reward_pool_address,
+    treasury_address,
+};
 
 /// How far ahead of an account's next nonce the mempool accepts transactions.
 pub const NONCE_AHEAD_MAX: u64 = 64;
@@ -145,7 +151,11 @@ pub struct Quote {
 pub fn quote(params: &Params, spec: &AppSpec, months: u32) -> Result<Quote, TxError> {
     let limits = &params.app_limits;
     if months < limits.months_min || months > limits.months_max {
-        return Err(TxError::MonthsOutOfRange { min: limits.months_min, max: limits.months_max, got: months });
+        return Err(TxError::MonthsOutOfRange {
+            min: limits.months_min,
+            max: limits.months_max,
+            got: months,
+        });
     }
     let prices = &params.app_prices;
     let mut per_instance = Amount::ZERO;
@@ -156,24 +166,44 @@ pub fn quote(params: &Params, spec: &AppSpec, months: u32) -> Result<Quote, TxEr
             prices.hdd_per_gb.checked_mul(u64::from(c.hdd_gb)),
         ];
         for part in parts {
-            per_instance = per_instance.checked_add(part.ok_or(TxError::Overflow)?).ok_or(TxError::Overflow)?;
+            per_instance = per_instance
+                .checked_add(part.ok_or(TxError::Overflow)?)
+                .ok_or(TxError::Overflow)?;
         }
     }
-    let enterprise_ports = spec.ports().filter(|p| !limits.standard_ports.contains(*p)).count() as u64;
-    let mut extras = prices.enterprise_port.checked_mul(enterprise_ports).ok_or(TxError::Overflow)?;
+    let enterprise_ports = spec
+        .ports()
+        .filter(|p| !limits.standard_ports.contains(*p))
+        .count() as u64;
+    let mut extras = prices
+        .enterprise_port
+        .checked_mul(enterprise_ports)
+        .ok_or(TxError::Overflow)?;
     if !spec.nodes.is_empty() {
-        extras = extras.checked_add(prices.pinned_nodes).ok_or(TxError::Overflow)?;
+        extras = extras
+            .checked_add(prices.pinned_nodes)
+            .ok_or(TxError::Overflow)?;
     }
     if spec.static_ip {
-        extras = extras.checked_add(prices.static_ip).ok_or(TxError::Overflow)?;
+        extras = extras
+            .checked_add(prices.static_ip)
+            .ok_or(TxError::Overflow)?;
     }
     let per_month = per_instance
         .checked_mul(u64::from(spec.instances))
         .and_then(|p| p.checked_add(extras))
         .ok_or(TxError::Overflow)?
         .max(prices.minimum);
-    let total = per_month.checked_mul(u64::from(months)).ok_or(TxError::Overflow)?;
-    Ok(Quote { per_instance_month: per_instance, extras_month: extras, per_month, months, total })
+    let total = per_month
+        .checked_mul(u64::from(months))
+        .ok_or(TxError::Overflow)?;
+    Ok(Quote {
+        per_instance_month: per_instance,
+        extras_month: extras,
+        per_month,
+        months,
+        total,
+    })
 }
 
 /// The minimum fee of a transaction.
@@ -190,47 +220,86 @@ pub fn min_fee(params: &Params, tx: &SignedTransaction) -> Amount {
 /// full effect against the current state, as if it were next. Nothing changes.
 pub fn check_tx(state: &State, tx: &SignedTransaction) -> Result<(), TxError> {
     if !tx.verify_signature() {
-        return Err(TxError::InvalidSignature { signer: tx.tx.sender() });
+        return Err(TxError::InvalidSignature {
+            signer: tx.tx.sender(),
+        });
     }
     let sender = tx.tx.sender();
     let account = state.account(&sender);
     if tx.tx.nonce < account.nonce {
-        return Err(TxError::NonceUsed { account: sender, expected: account.nonce, got: tx.tx.nonce });
+        return Err(TxError::NonceUsed {
+            account: sender,
+            expected: account.nonce,
+            got: tx.tx.nonce,
+        });
     }
-    if tx.tx.nonce >= account.nonce + NONCE_AHEAD_MAX {
-        return Err(TxError::NonceGap { account: sender, expected: account.nonce, got: tx.tx.nonce });
+    if tx.tx.nonce >= account.nonce.saturating_add(NONCE_AHEAD_MAX) {
+        return Err(TxError::NonceGap {
+            account: sender,
+            expected: account.nonce,
+            got: tx.tx.nonce,
+        });
     }
     // Apply to a throwaway copy (O(1) to clone) with the nonce lined up, so
     // admission runs exactly the checks that inclusion will.
     let mut scratch = state.clone();
-    scratch.put_account(sender, Account { nonce: tx.tx.nonce, ..account });
+    scratch.put_account(
+        sender,
+        Account {
+            nonce: tx.tx.nonce,
+            ..account
+        },
+    );
     let proposer = tx.tx.signer;
     apply_tx(&mut scratch, &proposer.address(), state.time_ms(), tx).map(|_| ())
 }
 
 /// Applies one transaction whose signature was already checked. Every check
 /// happens before the first write, so on error the state is unchanged.
-fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedTransaction) -> Result<(Amount, ReceiptDetail), TxError> {
+fn apply_tx(
+    state: &mut State,
+    proposer: &Address,
+    now_ms: u64,
+    signed: &SignedTransaction,
+) -> Result<(Amount, ReceiptDetail), TxError> {
     let tx = &signed.tx;
     if tx.chain_id != state.chain_id() {
-        return Err(TxError::WrongChain { expected: state.chain_id().to_string(), got: tx.chain_id.clone() });
+        return Err(TxError::WrongChain {
+            expected: state.chain_id().to_string(),
+            got: tx.chain_id.clone(),
+        });
     }
     let sender = tx.sender();
     let mut account = state.account(&sender);
     if tx.nonce < account.nonce {
-        return Err(TxError::NonceUsed { account: sender, expected: account.nonce, got: tx.nonce });
+        return Err(TxError::NonceUsed {
+            account: sender,
+            expected: account.nonce,
+            got: tx.nonce,
+        });
     }
     if tx.nonce > account.nonce {
-        return Err(TxError::NonceGap { account: sender, expected: account.nonce, got: tx.nonce });
+        return Err(TxError::NonceGap {
+            account: sender,
+            expected: account.nonce,
+            got: tx.nonce,
+        });
     }
     let min = min_fee(state.params(), signed);
     if tx.fee < min {
         return Err(TxError::FeeTooLow { min, got: tx.fee });
     }
-    let insufficient = |needed: Amount, account: &Account| TxError::InsufficientFunds { account: sender, available: account.balance, needed };
+    let insufficient = |needed: Amount, account: &Account| TxError::InsufficientFunds {
+        account: sender,
+        available: account.balance,
+        needed,
+    };
     let debit = |account: &mut Account, amount: Amount| -> Result<(), TxError> {
         let needed = amount.checked_add(tx.fee).ok_or(TxError::Overflow)?;
-        account.balance = account.balance.checked_sub(needed).ok_or_else(|| insufficient(needed, account))?;
+        account.balance = account
+            .balance
+            .checked_sub(needed)
+            .ok_or_else(|| insufficient(needed, account))?;
         Ok(())
     };
     account.nonce += 1;
@@ -245,11 +314,27 @@ fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedT
             debit(&mut account, *amount)?;
             state.put_account(sender, account);
             let mut recipient = state.account(to);
-            recipient.balance = recipient.balance.checked_add(*amount).ok_or(TxError::Overflow)?;
+            recipient.balance = recipient
+                .balance
+                .checked_add(*amount)
+                .ok_or(TxError::Overflow)?;
             state.put_account(*to, recipient);
-            ReceiptDetail::Transfer { to: *to, amount: *amount }
+            ReceiptDetail::Transfer {
+                to: *to,
+                amount: *amount,
+            }
         }
-        TxBody::NodeRegister { node_key, tier, endpoint, region } => {
+        TxBody::NodeRegister {
+            node_key,
+            tier,
+            endpoint,
+            region,
+        } => {
+            if !node_key.is_valid() {
+                return Err(TxError::InvalidNodeInfo(format!(
+                    "node key {node_key} is not a valid ed25519 public key; register the public key the node itself generated"
+                )));
+            }
             let id = node_key.address();
             if state.node(&id).is_some() {
                 return Err(TxError::NodeExists(id));
@@ -259,10 +344,18 @@ fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedT
             let collateral = state.params().tier(*tier).collateral;
             let needed = collateral.checked_add(tx.fee).ok_or(TxError::Overflow)?;
             if account.balance < needed {
-                return Err(TxError::InsufficientCollateral { tier: *tier, collateral, account: sender, available: account.balance });
+                return Err(TxError::InsufficientCollateral {
+                    tier: *tier,
+                    collateral,
+                    account: sender,
+                    available: account.balance,
+                });
             }
             debit(&mut account, collateral)?;
-            account.locked = account.locked.checked_add(collateral).ok_or(TxError::Overflow)?;
+            account.locked = account
+                .locked
+                .checked_add(collateral)
+                .ok_or(TxError::Overflow)?;
             state.put_account(sender, account);
             state.put_node(NodeRecord {
                 id,
@@ -275,29 +368,54 @@ fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedT
                 status: NodeStatus::Pending,
                 registered_height: state.height(),
             });
-            ReceiptDetail::NodeRegistered { node: id, collateral }
+            ReceiptDetail::NodeRegistered {
+                node: id,
+                collateral,
+            }
         }
         TxBody::NodeDeregister { node } => {
             let record = state.node(node).ok_or(TxError::NodeNotFound(*node))?;
             if record.owner != sender {
-                return Err(TxError::NotNodeOwner { node: *node, owner: record.owner });
+                return Err(TxError::NotNodeOwner {
+                    node: *node,
+                    owner: record.owner,
+                });
             }
             let unlocked = record.collateral;
+            // Unlock before taking the fee, so that an operator whose whole
+            // liquid balance went into collateral can still leave.
+            account.locked = account
+                .locked
+                .checked_sub(unlocked)
+                .expect("locked collateral covers every registered node");
+            account.balance = account
+                .balance
+                .checked_add(unlocked)
+                .ok_or(TxError::Overflow)?;
             debit(&mut account, Amount::ZERO)?;
-            account.locked = account.locked.checked_sub(unlocked).expect("locked collateral covers every registered node");
-            account.balance = account.balance.checked_add(unlocked).ok_or(TxError::Overflow)?;
             state.put_account(sender, account);
             state.remove_node(node);
-            ReceiptDetail::NodeDeregistered { node: *node, unlocked }
+            ReceiptDetail::NodeDeregistered {
+                node: *node,
+                unlocked,
+            }
         }
-        TxBody::AppRegister { spec, months, max_payment } => {
+        TxBody::AppRegister {
+            spec,
+            months,
+            max_payment,
+        } => {
             check_spec(state, spec, sender)?;
             if state.app(&spec.name).is_some() {
                 return Err(TxError::AppExists(spec.name.clone()));
             }
             let price = quote(state.params(), spec, *months)?.total;
             if *max_payment < price {
-                return Err(TxError::Underpaid { price, months: *months, paid: *max_payment });
+                return Err(TxError::Underpaid {
+                    price,
+                    months: *months,
+                    paid: *max_payment,
+                });
             }
             debit(&mut account, price)?;
             state.put_account(sender, account);
@@ -312,19 +430,36 @@ fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedT
                 paid: price,
                 months: *months,
             });
-            ReceiptDetail::AppRegistered { app: spec.name.clone(), price, expires_at_ms }
+            ReceiptDetail::AppRegistered {
+                app: spec.name.clone(),
+                price,
+                expires_at_ms,
+            }
         }
-        TxBody::AppUpdate { spec, months, max_payment } => {
+        TxBody::AppUpdate {
+            spec,
+            months,
+            max_payment,
+        } => {
             check_spec(state, spec, sender)?;
-            let old = state.app(&spec.name).ok_or_else(|| TxError::AppNotFound(spec.name.clone()))?;
+            let old = state
+                .app(&spec.name)
+                .ok_or_else(|| TxError::AppNotFound(spec.name.clone()))?;
             if old.spec.owner != sender {
-                return Err(TxError::NotAppOwner { app: spec.name.clone(), owner: old.spec.owner });
+                return Err(TxError::NotAppOwner {
+                    app: spec.name.clone(),
+                    owner: old.spec.owner,
+                });
             }
             let price = quote(state.params(), spec, *months)?.total;
             let credit = unused_credit(old, now_ms);
             let charged = price.saturating_sub(credit);
             if *max_payment < charged {
-                return Err(TxError::Underpaid { price: charged, months: *months, paid: *max_payment });
+                return Err(TxError::Underpaid {
+                    price: charged,
+                    months: *months,
+                    paid: *max_payment,
+                });
             }
             let registered_height = old.registered_height;
             debit(&mut account, charged)?;
@@ -341,22 +476,38 @@ fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedT
                 paid: price,
                 months: *months,
             });
-            ReceiptDetail::AppUpdated { app: spec.name.clone(), price, credit, charged, expires_at_ms }
+            ReceiptDetail::AppUpdated {
+                app: spec.name.clone(),
+                price,
+                credit,
+                charged,
+                expires_at_ms,
+            }
         }
         TxBody::AppRemove { name } => {
-            let old = state.app(name).ok_or_else(|| TxError::AppNotFound(name.clone()))?;
+            let old = state
+                .app(name)
+                .ok_or_else(|| TxError::AppNotFound(name.clone()))?;
             if old.spec.owner != sender {
-                return Err(TxError::NotAppOwner { app: name.clone(), owner: old.spec.owner });
+                return Err(TxError::NotAppOwner {
+                    app: name.clone(),
+                    owner: old.spec.owner,
+                });
             }
             debit(&mut account, Amount::ZERO)?;
             state.put_account(sender, account);
-            state.remove_app(name);
-            ReceiptDetail::AppRemoved { app: name.clone() }
+            let removed = state.remove_app(name).expect("the app was found above");
+            ReceiptDetail::AppRemoved {
+                app: removed.spec.name,
+            }
         }
     };
     // The fee was taken from the sender above; it goes to the proposer.
     let mut proposer_account = state.account(proposer);
-    proposer_account.balance = proposer_account.balance.checked_add(tx.fee).ok_or(TxError::Overflow)?;
+    proposer_account.balance = proposer_account
+        .balance
+        .checked_add(tx.fee)
+        .ok_or(TxError::Overflow)?;
     state.put_account(*proposer, proposer_account);
     Ok((tx.fee, detail))
 }
@@ -364,7 +515,10 @@ fn apply_tx(state: &mut State, proposer: &Address, now_ms: u64, signed: &SignedT
 fn check_spec(state: &State, spec: &AppSpec, sender: Address) -> Result<(), TxError> {
     spec.validate(&state.params().app_limits)?;
     if spec.owner != sender {
-        return Err(TxError::OwnerMismatch { owner: spec.owner, signer: sender });
+        return Err(TxError::OwnerMismatch {
+            owner: spec.owner,
+            signer: sender,
+        });
     }
     Ok(())
 }
@@ -376,13 +530,18 @@ fn unused_credit(app: &AppRecord, now_ms: u64) -> Amount {
     if period == 0 {
         return Amount::ZERO;
     }
-    app.paid.mul_div(remaining.min(period), period).unwrap_or(Amount::ZERO)
+    app.paid
+        .mul_div(remaining.min(period), period)
+        .unwrap_or(Amount::ZERO)
 }
 
 fn credit_reward_pool(state: &mut State, amount: Amount) -> Result<(), TxError> {
     let pool = reward_pool_address();
     let mut account = state.account(&pool);
-    account.balance = account.balance.checked_add(amount).ok_or(TxError::Overflow)?;
+    account.balance = account
+        .balance
+        .checked_add(amount)
+        .ok_or(TxError::Overflow)?;
     state.put_account(pool, account);
     Ok(())
 }
@@ -397,9 +556,12 @@ fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event>
     };
     state.set_meta(meta);
     let mut events = Vec::new();
-    for name in state.expired_apps(timestamp_ms) {
-        if let Some(app) = state.remove_app(&name) {
-            events.push(Event::AppExpired { app: name, owner: app.spec.owner });
+    for key in state.expired_apps(timestamp_ms) {
+        if let Some(app) = state.remove_app(&key) {
+            events.push(Event::AppExpired {
+                app: app.spec.name,
+                owner: app.spec.owner,
+            });
         }
     }
     events
@@ -407,11 +569,35 @@ fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event>
 
 fn check_invariants(state: &State) {
     // A broken invariant is a bug, not an input error: stop rather than commit it.
-    assert_eq!(state.sum_of_accounts(), state.total_supply(), "supply is not conserved at height {}", state.height());
+    assert_eq!(
+        state.sum_of_accounts(),
+        state.total_supply(),
+        "supply is not conserved at height {}",
+        state.height()
+    );
 }
 
-/// Builds the next block from candidate transactions (already signature-checked
-/// by the mempool). Candidates that fail are left out and reported.
+/// Which of `txs` carry a valid signature: one batch verification, and one
+/// by one only when the batch fails.
+fn signatures_valid(txs: &[SignedTransaction]) -> Vec<bool> {
+    let signing: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.signing_bytes()).collect();
+    let batch = txs
+        .iter()
+        .zip(&signing)
+        .map(|(t, bytes)| (&t.tx.signer, bytes.as_slice(), &t.signature));
+    if flux_types::crypto::verify_batch(batch) {
+        return vec![true; txs.len()];
+    }
+    txs.iter()
+        .zip(&signing)
+        .map(|(t, bytes)| t.tx.signer.verify(bytes, &t.signature))
+        .collect()
+}
+
+/// Builds the next block from candidate transactions, in their order.
+/// Candidates that fail (a bad signature included) are left out and reported;
+/// candidates beyond the block's capacity are neither included nor reported,
+/// and wait for a later block.
 pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTransaction>) -> Built {
     let mut next = state.clone();
     let timestamp_ms = ctx.timestamp_ms.max(state.time_ms() + 1);
@@ -422,16 +608,33 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
     let mut txs = Vec::with_capacity(candidates.len().min(max));
     let mut receipts = Vec::with_capacity(txs.capacity());
     let mut rejected = Vec::new();
-    for tx in candidates {
-        if txs.len() >= max {
-            break;
-        }
-        match apply_tx(&mut next, &proposer, timestamp_ms, &tx) {
-            Ok((fee, detail)) => {
-                receipts.push(Receipt { tx_hash: tx.hash(), height: next.height(), index: txs.len() as u32, fee, detail });
-                txs.push(tx);
+    let mut queue = candidates.into_iter().peekable();
+    // Signatures are checked a block's remaining capacity at a time, so that
+    // a long candidate list costs no verification beyond what can fit.
+    while txs.len() < max && queue.peek().is_some() {
+        let chunk: Vec<SignedTransaction> = queue.by_ref().take(max - txs.len()).collect();
+        let valid = signatures_valid(&chunk);
+        for (tx, signature_ok) in chunk.into_iter().zip(valid) {
+            let applied = if signature_ok {
+                apply_tx(&mut next, &proposer, timestamp_ms, &tx)
+            } else {
+                Err(TxError::InvalidSignature {
+                    signer: tx.tx.sender(),
+                })
+            };
+            match applied {
+                Ok((fee, detail)) => {
+                    receipts.push(Receipt {
+                        tx_hash: tx.hash(),
+                        height: next.height(),
+                        index: txs.len() as u32,
+                        fee,
+                        detail,
+                    });
+                    txs.push(tx);
+                }
+                Err(error) => rejected.push((tx.hash(), error)),
             }
-            Err(error) => rejected.push((tx.hash(), error)),
         }
     }
     let changes = next.finish();
@@ -441,12 +644,23 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
         parent,
         timestamp_ms,
         proposer: ctx.proposer,
-        tx_root: flux_types::block::tx_root_of_hashes(&receipts.iter().map(|r| r.tx_hash).collect::<Vec<_>>()),
+        tx_root: flux_types::block::tx_root_of_hashes(
+            &receipts.iter().map(|r| r.tx_hash).collect::<Vec<_>>(),
+        ),
         state_root: next.state_root(),
     };
     let block = Block { header, txs };
     next.tip = block.hash();
-    Built { block, outcome: Outcome { state: next, receipts, events, changes }, rejected }
+    Built {
+        block,
+        outcome: Outcome {
+            state: next,
+            receipts,
+            events,
+            changes,
+        },
+        rejected,
+    }
 }
 
 /// Checks and applies a block proposed by someone else: header, every
@@ -454,23 +668,36 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
 pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> {
     let header = &block.header;
     if header.height != state.height() + 1 {
-        return Err(BlockError::WrongHeight { current: state.height(), got: header.height });
+        return Err(BlockError::WrongHeight {
+            current: state.height(),
+            got: header.height,
+        });
     }
     if header.parent != state.last_block_hash() {
         return Err(BlockError::WrongParent);
     }
     if header.timestamp_ms <= state.time_ms() {
-        return Err(BlockError::TimeNotIncreasing { previous: state.time_ms(), got: header.timestamp_ms });
+        return Err(BlockError::TimeNotIncreasing {
+            previous: state.time_ms(),
+            got: header.timestamp_ms,
+        });
     }
     let max = state.params().block_txs_max;
     if block.txs.len() > max as usize {
-        return Err(BlockError::TooManyTxs { max, got: block.txs.len() });
+        return Err(BlockError::TooManyTxs {
+            max,
+            got: block.txs.len(),
+        });
     }
     if tx_root(&block.txs) != header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }
     let signing: Vec<Vec<u8>> = block.txs.iter().map(|t| t.tx.signing_bytes()).collect();
-    let batch = block.txs.iter().zip(&signing).map(|(t, bytes)| (&t.tx.signer, bytes.as_slice(), &t.signature));
+    let batch = block
+        .txs
+        .iter()
+        .zip(&signing)
+        .map(|(t, bytes)| (&t.tx.signer, bytes.as_slice(), &t.signature));
     if !flux_types::crypto::verify_batch(batch) {
         let index = block
             .txs
@@ -479,22 +706,39 @@ pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> 
             .position(|(t, bytes)| !t.tx.signer.verify(bytes, &t.signature))
             .unwrap_or(0);
         let signer = block.txs[index].tx.sender();
-        return Err(BlockError::InvalidTx { index, error: TxError::InvalidSignature { signer } });
+        return Err(BlockError::InvalidTx {
+            index,
+            error: TxError::InvalidSignature { signer },
+        });
     }
     let mut next = state.clone();
     let events = begin_block(&mut next, header.parent, header.timestamp_ms);
     let proposer = header.proposer.address();
     let mut receipts = Vec::with_capacity(block.txs.len());
     for (index, tx) in block.txs.iter().enumerate() {
-        let (fee, detail) = apply_tx(&mut next, &proposer, header.timestamp_ms, tx).map_err(|error| BlockError::InvalidTx { index, error })?;
-        receipts.push(Receipt { tx_hash: tx.hash(), height: header.height, index: index as u32, fee, detail });
+        let (fee, detail) = apply_tx(&mut next, &proposer, header.timestamp_ms, tx)
+            .map_err(|error| BlockError::InvalidTx { index, error })?;
+        receipts.push(Receipt {
+            tx_hash: tx.hash(),
+            height: header.height,
+            index: index as u32,
+            fee,
+            detail,
+        });
     }
     let changes = next.finish();
     if next.state_root() != header.state_root {
-        return Err(BlockError::StateRootMismatch { expected: header.state_root, computed: next.state_root() });
+        return Err(BlockError::StateRootMismatch {
+            expected: header.state_root,
+            computed: next.state_root(),
+        });
     }
     check_invariants(&next);
     next.tip = block.hash();
-    Ok(Outcome { state: next, receipts, events, changes })
+    Ok(Outcome {
+        state: next,
+        receipts,
+        events,
+        changes,
+    })
 }
-

@@ -9,5 +9,11 @@ mod exec;
 mod state;
 
 pub use error::{BlockError, GenesisError, TxError};
-pub use exec::{BlockContext, Built, Event, NONCE_AHEAD_MAX, Outcome, Quote, Receipt, ReceiptDetail, apply_block, build_block, check_tx, min_fee, quote};
-pub use state::{Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State, reward_pool_address, treasury_address};
+pub use exec::{
+    BlockContext, Built, Event, NONCE_AHEAD_MAX, Outcome, Quote, Receipt, ReceiptDetail,
+    apply_block, build_block, check_tx, min_fee, quote,
+};
+pub use state::{
+    Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State,
+    reward_pool_address, treasury_address,
+};

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::GenesisError;
 
 /// An account.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
 pub struct Account {
     /// Liquid balance.
     pub balance: Amount,
@@ -27,7 +29,9 @@ pub struct Account {
 }
 
 /// Where a node is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     /// Registered, collateral locked, waiting for a passing benchmark.
@@ -72,7 +76,8 @@ pub struct AppRecord {
     pub period_start_ms: u64,
     /// Chain time at which the app expires.
     pub expires_at_ms: u64,
-    /// What was charged for the current period (after any credit), the base of the next credit.
+    /// The price of the current period (before any credit): the base of the
+    /// credit for its unused part when the app is updated.
     pub paid: Amount,
     /// Months of the current period.
     pub months: u32,
@@ -115,8 +120,9 @@ pub struct State {
     pub(crate) params: Params,
     pub(crate) accounts: OrdMap<Address, Account>,
     pub(crate) nodes: OrdMap<Address, NodeRecord>,
+    /// Apps by [`app_key`] of their name.
     pub(crate) apps: OrdMap<String, AppRecord>,
-    /// `(expires_at_ms, name)` of every app, to expire apps without scanning all of them.
+    /// `(expires_at_ms, app_key)` of every app, to expire apps without scanning all of them.
     pub(crate) expiry: OrdMap<(u64, String), ()>,
     /// Leaf hash per stored key, for the state root.
     pub(crate) leaves: OrdMap<Vec<u8>, Hash>,
@@ -133,6 +139,7 @@ pub(crate) enum Key {
     Params,
     Account(Address),
     Node(Address),
+    /// By [`app_key`].
     App(String),
 }
 
@@ -154,12 +161,23 @@ impl Key {
     }
 }
 
+/// The key of an app name. A name is also a host name under the network
+/// domain, where case does not count, so `Shop` and `shop` are one app.
+pub(crate) fn app_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
 fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
     flux_types::codec::encode(value)
 }
 
 fn leaf_hash(key: &[u8], value: &[u8]) -> Hash {
-    Hash::digest(&[b"FLUX/state-leaf/v1", &(key.len() as u32).to_le_bytes(), key, value])
+    Hash::digest(&[
+        b"FLUX/state-leaf/v1",
+        &(key.len() as u32).to_le_bytes(),
+        key,
+        value,
+    ])
 }
 
 /// The treasury's module account.
@@ -179,8 +197,17 @@ impl State {
         let mut total = Amount::ZERO;
         let mut accounts = OrdMap::new();
         for entry in &genesis.accounts {
-            total = total.checked_add(entry.balance).ok_or_else(|| GenesisError("supply overflows".into()))?;
-            accounts.insert(entry.address, Account { balance: entry.balance, locked: Amount::ZERO, nonce: 0 });
+            total = total
+                .checked_add(entry.balance)
+                .ok_or_else(|| GenesisError("supply overflows".into()))?;
+            accounts.insert(
+                entry.address,
+                Account {
+                    balance: entry.balance,
+                    locked: Amount::ZERO,
+                    nonce: 0,
+                },
+            );
         }
         let mut state = State {
             meta: Meta {
@@ -212,8 +239,12 @@ impl State {
     /// Rebuilds a state from the rows a store holds (every row ever written by
     /// [`Changes`], minus deletions) and the hash of the last stored block
     /// (zero when only the genesis is stored).
-    pub fn restore(rows: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>, tip: Hash) -> Result<State, RestoreError> {
-        let corrupt = |what: &str, e: flux_types::codec::CodecError| RestoreError(format!("{what}: {e}"));
+    pub fn restore(
+        rows: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+        tip: Hash,
+    ) -> Result<State, RestoreError> {
+        let corrupt =
+            |what: &str, e: flux_types::codec::CodecError| RestoreError(format!("{what}: {e}"));
         let mut meta = None;
         let mut params = None;
         let mut accounts = OrdMap::new();
@@ -226,20 +257,49 @@ impl State {
                 return Err(RestoreError("empty key".into()));
             };
             let address = || -> Result<Address, RestoreError> {
-                Ok(Address(rest.try_into().map_err(|_| RestoreError("bad address key".into()))?))
+                Ok(Address(
+                    rest.try_into()
+                        .map_err(|_| RestoreError("bad address key".into()))?,
+                ))
             };
             match prefix {
-                PREFIX_META => meta = Some(flux_types::codec::decode_trusted::<Meta>(&value).map_err(|e| corrupt("meta", e))?),
-                PREFIX_PARAMS => params = Some(flux_types::codec::decode_trusted::<Params>(&value).map_err(|e| corrupt("params", e))?),
+                PREFIX_META => {
+                    meta = Some(
+                        flux_types::codec::decode_trusted::<Meta>(&value)
+                            .map_err(|e| corrupt("meta", e))?,
+                    )
+                }
+                PREFIX_PARAMS => {
+                    params = Some(
+                        flux_types::codec::decode_trusted::<Params>(&value)
+                            .map_err(|e| corrupt("params", e))?,
+                    )
+                }
                 PREFIX_ACCOUNT => {
-                    accounts.insert(address()?, flux_types::codec::decode_trusted(&value).map_err(|e| corrupt("account", e))?);
+                    accounts.insert(
+                        address()?,
+                        flux_types::codec::decode_trusted(&value)
+                            .map_err(|e| corrupt("account", e))?,
+                    );
                 }
                 PREFIX_NODE => {
-                    nodes.insert(address()?, flux_types::codec::decode_trusted(&value).map_err(|e| corrupt("node", e))?);
+                    nodes.insert(
+                        address()?,
+                        flux_types::codec::decode_trusted(&value)
+                            .map_err(|e| corrupt("node", e))?,
+                    );
                 }
                 PREFIX_APP => {
-                    let name = String::from_utf8(rest.to_vec()).map_err(|_| RestoreError("bad app key".into()))?;
-                    let record: AppRecord = flux_types::codec::decode_trusted(&value).map_err(|e| corrupt("app", e))?;
+                    let name = String::from_utf8(rest.to_vec())
+                        .map_err(|_| RestoreError("bad app key".into()))?;
+                    let record: AppRecord =
+                        flux_types::codec::decode_trusted(&value).map_err(|e| corrupt("app", e))?;
+                    if app_key(&record.spec.name) != name {
+                        return Err(RestoreError(format!(
+                            "app row '{name}' holds app '{}'",
+                            record.spec.name
+                        )));
+                    }
                     expiry.insert((record.expires_at_ms, name.clone()), ());
                     apps.insert(name, record);
                 }
@@ -280,7 +340,8 @@ impl State {
             let encoded_key = key.encode();
             match &value {
                 Some(v) => {
-                    self.leaves.insert(encoded_key.clone(), leaf_hash(&encoded_key, v));
+                    self.leaves
+                        .insert(encoded_key.clone(), leaf_hash(&encoded_key, v));
                 }
                 None => {
                     self.leaves.remove(&encoded_key);
@@ -367,9 +428,9 @@ impl State {
         self.nodes.values()
     }
 
-    /// An app by name.
+    /// An app by name, in any case.
     pub fn app(&self, name: &str) -> Option<&AppRecord> {
-        self.apps.get(name)
+        self.apps.get(&app_key(name))
     }
 
     /// All apps, by name.
@@ -380,9 +441,11 @@ impl State {
     /// Sum of every balance and every lock; equals [`State::total_supply`]
     /// unless there is a bug.
     pub fn sum_of_accounts(&self) -> Amount {
-        self.accounts
-            .values()
-            .fold(Amount::ZERO, |sum, a| sum.checked_add(a.balance).and_then(|s| s.checked_add(a.locked)).expect("supply overflow"))
+        self.accounts.values().fold(Amount::ZERO, |sum, a| {
+            sum.checked_add(a.balance)
+                .and_then(|s| s.checked_add(a.locked))
+                .expect("supply overflow")
+        })
     }
 
     // Writers: every mutation goes through these so that the dirty set is complete.
@@ -403,7 +466,7 @@ impl State {
     }
 
     pub(crate) fn put_app(&mut self, record: AppRecord) {
-        let name = record.spec.name.clone();
+        let name = app_key(&record.spec.name);
         if let Some(old) = self.apps.get(&name) {
             self.expiry.remove(&(old.expires_at_ms, name.clone()));
         }
@@ -413,9 +476,10 @@ impl State {
     }
 
     pub(crate) fn remove_app(&mut self, name: &str) -> Option<AppRecord> {
-        let old = self.apps.remove(name)?;
-        self.expiry.remove(&(old.expires_at_ms, name.to_string()));
-        self.dirty.insert(Key::App(name.to_string()));
+        let name = app_key(name);
+        let old = self.apps.remove(&name)?;
+        self.expiry.remove(&(old.expires_at_ms, name.clone()));
+        self.dirty.insert(Key::App(name));
         Some(old)
     }
 
@@ -424,8 +488,12 @@ impl State {
         self.dirty.insert(Key::Meta);
     }
 
-    /// Names of apps that expire at or before `time_ms`, soonest first.
+    /// Keys of apps that expire at or before `time_ms`, soonest first.
     pub(crate) fn expired_apps(&self, time_ms: u64) -> Vec<String> {
-        self.expiry.keys().take_while(|(at, _)| *at <= time_ms).map(|(_, name)| name.clone()).collect()
+        self.expiry
+            .keys()
+            .take_while(|(at, _)| *at <= time_ms)
+            .map(|(_, name)| name.clone())
+            .collect()
     }
 }

@@ -1,0 +1,17 @@
+//! Integration tests of the ledger, driven through one data-driven harness
+//! ([`harness::check`]): a genesis, a list of steps (transactions with their
+//! expected outcome, clock advances, blocks), then assertions on the state.
+
+#[path = "ledger/harness.rs"]
+mod harness;
+
+#[path = "ledger/apps.rs"]
+mod apps;
+#[path = "ledger/blocks.rs"]
+mod blocks;
+#[path = "ledger/nodes.rs"]
+mod nodes;
+#[path = "ledger/properties.rs"]
+mod properties;
+#[path = "ledger/transfers.rs"]
+mod transfers;
