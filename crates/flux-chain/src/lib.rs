@@ -2,13 +2,31 @@
 //!
 //! [`Node`] is the handle the API and the CLI use; everything behind it
 //! (mempool, producer, store) is private to this crate.
+//!
+//! Module map:
+//! - `mempool`: waiting transactions, bounded, nonce-ordered, fee-prioritised (plain state).
+//! - `rejections`: why recent transactions were dropped (bounded, plain state).
+//! - `shared`: the store, the latest finalized state and the mempool, shared by the handle and the application.
+//! - `application`: the [`Application`](application::Application) interface a consensus engine
+//!   drives (`propose`, `verify`, `finalized`) and its ledger-backed implementation.
+//! - `solo`: the single-validator engine (`mod.rs` config, `actor.rs` loop, `ingress.rs` mailbox).
+
+mod application;
+mod mempool;
+mod rejections;
+mod shared;
+mod solo;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use flux_ledger::{Receipt, State, TxError};
+use flux_store::{Store, StoreError};
 use flux_types::{Address, Block, Genesis, Hash, SecretKey, SignedTransaction};
 use serde::{Deserialize, Serialize};
+
+use crate::application::Ledger;
+use crate::shared::Shared;
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -33,15 +51,19 @@ pub enum SubmitError {
     /// The ledger refuses it.
     #[error(transparent)]
     Invalid(#[from] TxError),
-    /// Already in the mempool or already committed.
+    /// Already in the mempool or already committed; or another transaction
+    /// with the same signer and nonce and at least the same fee is pending
+    /// (the hash is then the pending one's: a replacement must pay more).
     #[error("transaction {0} was already submitted")]
     Duplicate(Hash),
-    /// The mempool is at its limit.
-    #[error("the mempool is full ({txs} transactions, {bytes} bytes); retry in a few seconds or raise the fee")]
+    /// The mempool is at one of its limits; it never grows past them.
+    #[error(
+        "the mempool is full (limits: {txs} transactions, {bytes} bytes); retry in a few seconds"
+    )]
     MempoolFull {
-        /// Transactions held.
+        /// The most transactions it holds (`mempool_txs_max`).
         txs: usize,
-        /// Bytes held.
+        /// The most bytes it holds (`mempool_bytes_max`).
         bytes: usize,
     },
     /// The node is shutting down.
@@ -115,63 +137,148 @@ pub enum ChainError {
     Genesis(String),
 }
 
+impl From<StoreError> for ChainError {
+    fn from(error: StoreError) -> ChainError {
+        match error {
+            StoreError::GenesisMismatch { .. } => ChainError::Genesis(error.to_string()),
+            other => ChainError::Store(other.to_string()),
+        }
+    }
+}
+
 /// A running node: cheap to clone, shared by the API and the CLI.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    engine: solo::Mailbox,
+    node_id: Address,
 }
 
 impl Node {
     /// Opens (or creates) the store in `config.data_dir`, restores the last
-    /// committed state, and starts producing blocks.
+    /// committed state (committing the genesis on first start), and starts
+    /// producing blocks on the current tokio runtime.
     pub async fn start(config: NodeConfig) -> Result<Node, ChainError> {
-        let _ = config;
-        unimplemented!()
+        config
+            .genesis
+            .validate()
+            .map_err(|e| ChainError::Genesis(format!("invalid genesis: {e}")))?;
+        let NodeConfig {
+            data_dir,
+            genesis,
+            node_key,
+            block_interval_ms,
+            mempool_txs_max,
+            mempool_bytes_max,
+        } = config;
+        let proposer = node_key.public_key();
+        if !genesis.validators.iter().any(|v| v.public_key == proposer) {
+            tracing::warn!(node_key = %proposer, "this node's key is not a genesis validator; it produces blocks alone all the same");
+        }
+        let (store, state) = tokio::task::spawn_blocking(move || open(&data_dir, &genesis))
+            .await
+            .map_err(|e| ChainError::Store(format!("opening the store failed: {e}")))??;
+        tracing::info!(height = state.height(), state_root = %state.state_root(), path = %store.path().display(), "chain loaded");
+        let limits = mempool::Limits {
+            txs_max: mempool_txs_max,
+            bytes_max: mempool_bytes_max,
+        };
+        let shared = Arc::new(Shared::new(store, state, limits));
+        let application = Arc::new(Ledger::new(shared.clone(), proposer));
+        let engine = solo::start(solo::Config { block_interval_ms }, application);
+        Ok(Node {
+            inner: Arc::new(Inner {
+                shared,
+                engine,
+                node_id: proposer.address(),
+            }),
+        })
     }
 
     /// The latest finalized state (an O(1) snapshot).
     pub fn state(&self) -> State {
-        unimplemented!()
+        self.inner.shared.state()
     }
 
     /// Checks a transaction and adds it to the mempool; returns its hash.
     pub fn submit(&self, tx: SignedTransaction) -> Result<Hash, SubmitError> {
-        let _ = tx;
-        unimplemented!()
+        self.inner.shared.submit(tx)
     }
 
     /// The next nonce for `address`, counting its transactions in the mempool.
     pub fn next_nonce(&self, address: &Address) -> u64 {
-        let _ = address;
-        unimplemented!()
+        self.inner.shared.next_nonce(address)
     }
 
     /// Where a transaction is.
     pub fn tx_status(&self, hash: &Hash) -> Result<TxStatus, ChainError> {
-        let _ = hash;
-        unimplemented!()
+        self.inner.shared.tx_status(hash)
     }
 
     /// A finalized block.
     pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
-        let _ = height;
-        unimplemented!()
+        Ok(self.inner.shared.store.block(height)?)
     }
 
     /// The chain summary.
     pub fn status(&self) -> ChainStatus {
-        unimplemented!()
+        let state = self.state();
+        ChainStatus {
+            chain_id: state.chain_id().to_string(),
+            genesis_hash: state.genesis_hash(),
+            height: state.height(),
+            time_ms: state.time_ms(),
+            last_block_hash: state.last_block_hash(),
+            state_root: state.state_root(),
+            mempool_txs: self.inner.shared.mempool_txs(),
+            node_id: self.inner.node_id,
+        }
     }
 
-    /// Waits until a block at `height` or higher is finalized.
+    /// Waits until a block at `height` or higher is finalized; returns early
+    /// if the node shuts down first.
     pub async fn wait_for_height(&self, height: u64) {
-        let _ = height;
-        unimplemented!()
+        let mut finalized = self.inner.shared.height();
+        // An error means the node shut down: there is nothing left to wait for.
+        let _ = finalized.wait_for(|finalized| *finalized >= height).await;
     }
 
-    /// Stops producing blocks and closes the store cleanly.
+    /// Stops producing blocks after the one in progress and closes the store
+    /// cleanly. New submissions are refused from the start; calling it again
+    /// is harmless.
     pub async fn shutdown(&self) {
-        let _ = &self.inner;
-        unimplemented!()
+        self.inner.shared.stop_accepting();
+        self.inner.engine.stop().await;
+        let shared = self.inner.shared.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || shared.close()).await {
+            tracing::error!(%error, "closing the store failed");
+        }
+        tracing::info!("node shut down");
     }
+}
+
+/// Opens the store and loads its state, committing the genesis on first start.
+fn open(data_dir: &std::path::Path, genesis: &Genesis) -> Result<(Store, State), ChainError> {
+    let store = Store::open(data_dir, genesis)?;
+    let state = match store.load()? {
+        Some(state) => state,
+        None => {
+            let (state, changes) =
+                State::from_genesis(genesis).map_err(|e| ChainError::Genesis(e.to_string()))?;
+            store.commit_genesis(genesis, &changes)?;
+            state
+        }
+    };
+    if state.genesis_hash() != genesis.hash() {
+        return Err(ChainError::Genesis(format!(
+            "the stored state belongs to genesis {} but the configured genesis is {}",
+            state.genesis_hash(),
+            genesis.hash()
+        )));
+    }
+    Ok((store, state))
 }

@@ -1,0 +1,223 @@
+//! What the node handle and the application share: the store, the latest
+//! finalized state, the mempool and the height watchers.
+//!
+//! Lock order, to rule out deadlocks: `pool` before `state`. The state is
+//! swapped and the mempool pruned inside one `pool` critical section, so a
+//! submission sees either the old state with the old mempool or the new state
+//! with the pruned one, never a mix.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use flux_ledger::{State, TxError};
+use flux_store::{Store, StoreError};
+use flux_types::{Address, Block, Hash, SignedTransaction};
+use tokio::sync::watch;
+
+use crate::mempool::{Inserted, Limits, Mempool};
+use crate::rejections::{REJECTIONS_MAX, Rejections};
+use crate::{ChainError, SubmitError, TxStatus};
+
+/// The mempool and the memory of rejected transactions, under one lock.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) mempool: Mempool,
+    pub(crate) rejections: Rejections,
+}
+
+/// The node's shared state.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    state: RwLock<State>,
+    pool: Mutex<Pool>,
+    /// Dropped at shutdown, which releases every height waiter.
+    height_sender: Mutex<Option<watch::Sender<u64>>>,
+    height: watch::Receiver<u64>,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(store: Store, state: State, limits: Limits) -> Shared {
+        let (sender, height) = watch::channel(state.height());
+        Shared {
+            store,
+            state: RwLock::new(state),
+            pool: Mutex::new(Pool {
+                mempool: Mempool::new(limits),
+                rejections: Rejections::new(REJECTIONS_MAX),
+            }),
+            height_sender: Mutex::new(Some(sender)),
+            height,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// The latest finalized state.
+    pub(crate) fn state(&self) -> State {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Transactions in the mempool.
+    pub(crate) fn mempool_txs(&self) -> usize {
+        self.pool().mempool.len()
+    }
+
+    /// Transactions and encoded bytes in the mempool.
+    pub(crate) fn mempool_usage(&self) -> (usize, usize) {
+        let pool = self.pool();
+        (pool.mempool.len(), pool.mempool.bytes())
+    }
+
+    /// Admits a transaction: not a duplicate, accepted by the ledger against
+    /// the latest state, and room in the mempool.
+    pub(crate) fn submit(&self, tx: SignedTransaction) -> Result<Hash, SubmitError> {
+        if self.is_stopping() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let hash = tx.hash();
+        if self.pool().mempool.contains(&hash) {
+            return Err(SubmitError::Duplicate(hash));
+        }
+        match self.store.tx_location(&hash) {
+            Ok(Some(_)) => return Err(SubmitError::Duplicate(hash)),
+            Ok(None) => {}
+            Err(StoreError::Closed) => return Err(SubmitError::ShuttingDown),
+            // The ledger check below refuses a committed transaction anyway (its nonce is used).
+            Err(error) => {
+                tracing::warn!(%error, tx = %hash, "cannot look up a submitted transaction in the store")
+            }
+        }
+        // The signature check is the expensive part: run it without holding the lock.
+        let checked = self.state();
+        flux_ledger::check_tx(&checked, &tx)?;
+        let mut pool = self.pool();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        if state.height() != checked.height() {
+            // A block was finalized meanwhile; check again against it.
+            flux_ledger::check_tx(&state, &tx)?;
+        }
+        let height = state.height();
+        drop(state);
+        match pool.mempool.insert(tx, height)? {
+            Inserted::New => {}
+            Inserted::Replaced(old) => {
+                pool.rejections.record(
+                    old,
+                    "replaced",
+                    format!(
+                        "replaced by transaction {hash}, which has the same nonce and a higher fee"
+                    ),
+                );
+            }
+        }
+        Ok(hash)
+    }
+
+    /// The next nonce of `address`, counting its pending transactions.
+    pub(crate) fn next_nonce(&self, address: &Address) -> u64 {
+        let pool = self.pool();
+        let committed = self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .account(address)
+            .nonce;
+        pool.mempool.next_nonce(address, committed)
+    }
+
+    /// Where a transaction is. The mempool is asked first and the store
+    /// second: a block is stored before its transactions leave the mempool,
+    /// so a transaction being finalized is never missed in between; a
+    /// rejection is recorded in the same step that drops it from the mempool.
+    pub(crate) fn tx_status(&self, hash: &Hash) -> Result<TxStatus, ChainError> {
+        if self.pool().mempool.contains(hash) {
+            return Ok(TxStatus::Pending);
+        }
+        if let Some(receipt) = self.store.receipt(hash).map_err(ChainError::from)? {
+            return Ok(TxStatus::Committed { receipt });
+        }
+        Ok(match self.pool().rejections.get(hash) {
+            Some(rejection) => TxStatus::Rejected {
+                code: rejection.code.clone(),
+                message: rejection.message.clone(),
+            },
+            None => TxStatus::Unknown,
+        })
+    }
+
+    /// Makes a stored block's state the latest: swaps the state, drops the
+    /// included, rejected and expired transactions from the mempool, and
+    /// wakes the height waiters.
+    pub(crate) fn advance(&self, block: &Block, state: State, rejected: &[(Hash, TxError)]) {
+        let height = state.height();
+        {
+            let mut pool = self.pool();
+            let senders: std::collections::BTreeSet<Address> =
+                block.txs.iter().map(|tx| tx.tx.sender()).collect();
+            let nonces: Vec<(Address, u64)> = senders
+                .into_iter()
+                .map(|sender| (sender, state.account(&sender).nonce))
+                .collect();
+            *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+            let Pool {
+                mempool,
+                rejections,
+            } = &mut *pool;
+            for (hash, error) in rejected {
+                rejections.record(*hash, error.code(), error.to_string());
+                mempool.remove(hash);
+            }
+            for (sender, next_nonce) in nonces {
+                mempool.remove_used(&sender, next_nonce);
+            }
+            for expired in mempool.expire(height) {
+                rejections.record(
+                    expired.hash,
+                    "expired",
+                    format!(
+                        "the transaction waited {} blocks without being included, usually because an earlier nonce of its signer is missing; \
+                         send the missing transactions, then submit it again",
+                        expired.waited_blocks
+                    ),
+                );
+            }
+        }
+        if let Some(sender) = &*self
+            .height_sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            sender.send_replace(height);
+        }
+    }
+
+    /// A receiver of the finalized height; it closes at shutdown.
+    pub(crate) fn height(&self) -> watch::Receiver<u64> {
+        self.height.clone()
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Refuses new transactions from now on.
+    pub(crate) fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Closes the store and releases the height waiters.
+    pub(crate) fn close(&self) {
+        self.store.close();
+        self.height_sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
