@@ -134,4 +134,29 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// A subcommand flag named like a global one would silently take the
+    /// global's value (`flux --node URL node deregister`).
+    #[test]
+    fn no_flag_shadows_a_global_one() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                if arg.is_global_set() {
+                    continue;
+                }
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        !["home", "node", "json"].contains(&long),
+                        "`{path}` has its own --{long}"
+                    );
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        check(&command, "flux");
+    }
 }

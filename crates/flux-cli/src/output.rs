@@ -58,7 +58,10 @@ impl Output {
                 }
                 _ => None,
             };
-            let value = serde_json::json!({ "error": message, "code": code });
+            let mut value = serde_json::json!({ "error": message });
+            if let Some(code) = code {
+                value["code"] = serde_json::json!(code);
+            }
             eprintln!("{value}");
         } else {
             eprintln!("error: {message}");

@@ -50,8 +50,10 @@ pub(crate) enum NodeCommand {
         #[arg(long, value_name = "NAME")]
         from: String,
         /// The node's id (flux1…) or the name of its node key [default: the only node --from owns]
+        ///
+        /// (Named --id because the global --node is the URL of the node to talk to.)
         #[arg(long, value_name = "ID|NAME")]
-        node: Option<String>,
+        id: Option<String>,
         #[command(flatten)]
         tx: TxOptions,
     },
@@ -138,11 +140,11 @@ pub(crate) fn run(ctx: &Context, command: NodeCommand) -> Result<()> {
                 );
             });
         }
-        NodeCommand::Deregister { from, node, tx } => {
+        NodeCommand::Deregister { from, id, tx } => {
             let owner = keystore.load(&from)?;
             let key = owner.secret()?;
             let client = ctx.client()?;
-            let node = match node {
+            let node = match id {
                 Some(text) => resolve_party(&keystore, &text)?.address,
                 None => {
                     let owned: Vec<NodeRecord> = list_nodes(&client)?
@@ -153,7 +155,7 @@ pub(crate) fn run(ctx: &Context, command: NodeCommand) -> Result<()> {
                         [only] => only.id,
                         [] => bail!("{from} ({}) owns no registered node", owner.address),
                         many => bail!(
-                            "{from} owns {} nodes; name one with --node: {}",
+                            "{from} owns {} nodes; name one with --id: {}",
                             many.len(),
                             many.iter()
                                 .map(|n| n.id.to_string())

@@ -1,0 +1,882 @@
+//! Runs the real `flux` binary with a temporary home: the keystore, a devnet
+//! end to end, the errors a user can cause, and a node killed with SIGKILL
+//! under load.
+//!
+//! Each test that starts nodes uses its own loopback address and a free
+//! port, so tests run in parallel without meeting. Every process a test
+//! starts is owned by a guard that stops it when the test ends, failed or not.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const FLUX: &str = env!("CARGO_BIN_EXE_flux");
+/// How long a node gets to answer after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn example(name: &str) -> String {
+    repo_root()
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A port that was free a moment ago on `ip`.
+fn free_port(ip: Ipv4Addr) -> u16 {
+    let listener = TcpListener::bind(SocketAddrV4::new(ip, 0)).expect("bind a free port");
+    listener.local_addr().unwrap().port()
+}
+
+/// The result of one run of the binary.
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The `flux` binary with a home and a node.
+#[derive(Clone)]
+struct Flux {
+    home: PathBuf,
+    node: String,
+}
+
+impl Flux {
+    fn new(home: &Path, node: &str) -> Flux {
+        Flux {
+            home: home.to_path_buf(),
+            node: node.to_string(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(FLUX);
+        command
+            .env_remove("FLUX_HOME")
+            .env_remove("FLUX_NODE")
+            .env_remove("RUST_LOG")
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--node")
+            .arg(&self.node)
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run flux");
+        Run {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert!(
+            run.success,
+            "`flux {}` failed:\n{}{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+        run.stdout
+    }
+
+    /// Runs a command with `--json` that must succeed; returns its parsed output.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let stdout = self.ok(&all);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "`flux {}` printed invalid JSON ({e}):\n{stdout}",
+                all.join(" ")
+            )
+        })
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert!(
+            !run.success,
+            "`flux {}` should have failed:\n{}",
+            args.join(" "),
+            run.stdout
+        );
+        run.stderr
+    }
+
+    fn balance(&self, who: &str) -> String {
+        self.json(&["wallet", "balance", who])["balance"]
+            .as_str()
+            .expect("balance is a string")
+            .to_string()
+    }
+
+    /// Polls `flux chain status` until the node answers; returns the status.
+    fn wait_for_node(&self, process: &mut Process) -> Value {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let run = self.run(&["--json", "chain", "status"]);
+            if run.success {
+                return serde_json::from_str(&run.stdout).expect("status is JSON");
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before its node answered:\n{}",
+                    process.name,
+                    process.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no node answered at {} within {START_TIMEOUT:?}: {}\n{}",
+                self.node,
+                run.stderr,
+                process.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A process started by a test; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    /// Extra logs shown when a test fails.
+    node_logs: Vec<PathBuf>,
+}
+
+impl Process {
+    fn spawn(
+        name: &str,
+        flux: &Flux,
+        args: &[&str],
+        log: PathBuf,
+        node_logs: Vec<PathBuf>,
+    ) -> Process {
+        let file = std::fs::File::create(&log).expect("create log");
+        let child = flux
+            .command(args)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn flux");
+        Process {
+            name: name.to_string(),
+            child,
+            log,
+            node_logs,
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for path in std::iter::once(&self.log).chain(&self.node_logs) {
+            let content = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = content.lines().rev().take(40).collect();
+            text.push_str(&format!("--- {} ---\n", path.display()));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; true if it exited successfully.
+    fn stop(&mut self) -> bool {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status.success();
+        }
+        // SAFETY: kill(2) on the id of our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    // A failing test shows the logs of the processes it started: the test
+    // harness captures stderr and prints it only for failures.
+    #[allow(clippy::print_stderr)]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("logs of {}:\n{}", self.name, self.logs());
+        }
+        self.stop();
+    }
+}
+
+/// A home directory with a devnet on its own loopback address.
+struct Setup {
+    _temp: tempfile::TempDir,
+    root: PathBuf,
+    flux: Flux,
+    ip: Ipv4Addr,
+    port: u16,
+}
+
+impl Setup {
+    fn new(ip: Ipv4Addr) -> Setup {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let root = temp.path().to_path_buf();
+        let port = free_port(ip);
+        let flux = Flux::new(&root.join("home"), &format!("http://{ip}:{port}"));
+        Setup {
+            _temp: temp,
+            root,
+            flux,
+            ip,
+            port,
+        }
+    }
+
+    fn devnet_dir(&self) -> PathBuf {
+        self.root.join("devnet")
+    }
+
+    fn devnet_up(&self) -> Process {
+        let dir = self.devnet_dir();
+        let (dir_text, ip, port) = (
+            dir.display().to_string(),
+            self.ip.to_string(),
+            self.port.to_string(),
+        );
+        let mut process = Process::spawn(
+            "flux devnet up",
+            &self.flux,
+            &[
+                "devnet",
+                "up",
+                "--dir",
+                &dir_text,
+                "--api-host",
+                &ip,
+                "--api-port",
+                &port,
+            ],
+            self.root
+                .join(format!("devnet-up-{}.log", std::process::id())),
+            vec![dir.join("node-0").join("node.log")],
+        );
+        self.flux.wait_for_node(&mut process);
+        process
+    }
+}
+
+#[test]
+fn keystore_keeps_keys_private_and_refuses_mistakes() {
+    let temp = tempfile::tempdir().unwrap();
+    let flux = Flux::new(&temp.path().join("home"), "http://127.0.0.1:9");
+
+    let created = flux.json(&["keys", "new", "alice"]);
+    let address = created["address"].as_str().unwrap().to_string();
+    assert!(address.starts_with("flux1"), "{created}");
+    assert!(
+        created.get("seed").is_none(),
+        "keys new must not print the seed"
+    );
+
+    let human = flux.ok(&["keys", "list"]);
+    assert!(
+        human.contains("alice") && human.contains(&address),
+        "{human}"
+    );
+    let listed = flux.json(&["keys", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["address"], address.as_str());
+
+    let shown = flux.json(&["keys", "show", "alice"]);
+    assert_eq!(shown["address"], address.as_str());
+    assert!(
+        shown.get("seed").is_none(),
+        "keys show printed the seed without --secret"
+    );
+    assert!(!flux.ok(&["keys", "show", "alice"]).contains("seed"));
+    let secret = flux.json(&["keys", "show", "alice", "--secret"]);
+    assert_eq!(secret["seed"].as_str().unwrap().len(), 64);
+
+    use std::os::unix::fs::PermissionsExt;
+    let keys = temp.path().join("home").join("keys");
+    let file_mode = std::fs::metadata(keys.join("alice.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(file_mode & 0o777, 0o600, "key file mode");
+    let dir_mode = std::fs::metadata(&keys).unwrap().permissions().mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "keystore mode");
+
+    let error = flux.fails(&["keys", "new", "alice"]);
+    assert!(error.contains("already exists"), "{error}");
+    assert_eq!(
+        flux.json(&["keys", "show", "alice"])["address"],
+        address.as_str(),
+        "overwritten"
+    );
+
+    for bad in ["a/b", "_x", "flux1abc", "with space"] {
+        let error = flux.fails(&["keys", "new", bad]);
+        assert!(
+            error.contains("key name") || error.contains("looks like an address"),
+            "{bad}: {error}"
+        );
+    }
+    let error = flux.fails(&["keys", "show", "bob"]);
+    assert!(
+        error.contains("no key named 'bob'") && error.contains("alice"),
+        "{error}"
+    );
+
+    // Machine-readable errors too.
+    let run = flux.run(&["--json", "keys", "show", "bob"]);
+    assert!(!run.success);
+    let error: Value = serde_json::from_str(run.stderr.trim()).expect("error is JSON");
+    assert!(error["error"].as_str().unwrap().contains("bob"));
+}
+
+#[test]
+fn errors_without_a_node_are_clear() {
+    let temp = tempfile::tempdir().unwrap();
+    let flux = Flux::new(&temp.path().join("home"), "http://127.0.0.1:9");
+
+    let error = flux.fails(&["chain", "status"]);
+    assert!(
+        error.contains("http://127.0.0.1:9") && error.contains("flux devnet up"),
+        "{error}"
+    );
+    flux.ok(&["keys", "new", "alice"]);
+    let error = flux.fails(&["wallet", "balance", "alice"]);
+    assert!(
+        error.contains("cannot reach the node at http://127.0.0.1:9"),
+        "{error}"
+    );
+
+    let error = flux.fails(&["wallet", "balance"]);
+    assert!(
+        error.contains("name a key or an address") && error.contains("alice"),
+        "{error}"
+    );
+
+    // A typo in an address is caught by its checksum.
+    let address = flux.json(&["keys", "show", "alice"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut typo: Vec<char> = address.chars().collect();
+    let i = typo.len() - 2;
+    typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
+    let typo: String = typo.into_iter().collect();
+    let error = flux.fails(&["wallet", "balance", &typo]);
+    assert!(
+        error.contains("not a valid address") && error.contains("checksum"),
+        "{error}"
+    );
+
+    // Validation and pricing work offline, against the devnet defaults, and say so.
+    let run = flux.run(&["app", "validate", &example("hello.json")]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("devnet defaults"), "{}", run.stderr);
+    let quote = flux.json(&["app", "price", &example("hello.toml"), "--months", "2"]);
+    assert_eq!(quote["total"], "1.10400000", "{quote}");
+
+    // Both example forms describe the same app.
+    let json_spec = flux.json(&["app", "validate", &example("hello.json")])["spec"].clone();
+    let toml_spec = flux.json(&["app", "validate", &example("hello.toml")])["spec"].clone();
+    assert_eq!(json_spec, toml_spec);
+    assert_eq!(json_spec["name"], "hello");
+    assert_eq!(json_spec["instances"], 3);
+
+    let bad = temp.path().join("bad.json");
+    let text = std::fs::read_to_string(example("hello.json")).unwrap();
+    std::fs::write(&bad, text.replace("\"cpu\": 0.5", "\"cpu\": 0.55")).unwrap();
+    let error = flux.fails(&["app", "validate", bad.to_str().unwrap()]);
+    assert!(
+        error.contains("compose[0].cpu") && error.contains("steps of 0.1"),
+        "{error}"
+    );
+    std::fs::write(&bad, text.replace("[31000]", "[22]")).unwrap();
+    let error = flux.fails(&["app", "validate", bad.to_str().unwrap()]);
+    assert!(
+        error.contains("compose[0].ports") && error.contains("banned"),
+        "{error}"
+    );
+    let error = flux.fails(&["app", "validate", "/nonexistent/spec.json"]);
+    assert!(error.contains("/nonexistent/spec.json"), "{error}");
+
+    let error = Flux::new(&flux.home, "localhost:16127").fails(&["chain", "status"]);
+    assert!(error.contains("http://"), "{error}");
+    let error = flux.fails(&[
+        "wallet",
+        "send",
+        "--from",
+        "alice",
+        "--to",
+        "alice",
+        "1.123456789",
+    ]);
+    assert!(error.contains("8 decimals"), "{error}");
+}
+
+#[test]
+fn devnet_refuses_what_it_cannot_do() {
+    let temp = tempfile::tempdir().unwrap();
+    let flux = Flux::new(&temp.path().join("home"), "http://127.0.0.1:9");
+    let dir = temp.path().join("devnet");
+    let dir_text = dir.display().to_string();
+
+    let error = flux.fails(&["devnet", "init", "--dir", &dir_text, "--nodes", "2"]);
+    assert!(error.contains("--nodes 1"), "{error}");
+
+    // A key named dev0 that is not the development key is never overwritten.
+    flux.ok(&["keys", "new", "dev0"]);
+    let mine = flux.json(&["keys", "show", "dev0"])["address"].clone();
+    let error = flux.fails(&["devnet", "init", "--dir", &dir_text]);
+    assert!(
+        error.contains("dev0") && error.contains("already exists"),
+        "{error}"
+    );
+    assert!(
+        !dir.join("genesis.json").exists(),
+        "a refused init wrote a genesis"
+    );
+    assert_eq!(flux.json(&["keys", "show", "dev0"])["address"], mine);
+
+    let error = flux.fails(&["devnet", "status", "--dir", &dir_text]);
+    assert!(
+        error.contains("no devnet") && error.contains("flux devnet up"),
+        "{error}"
+    );
+}
+
+#[test]
+fn devnet_end_to_end() {
+    let setup = Setup::new(Ipv4Addr::new(127, 0, 0, 51));
+    let flux = &setup.flux;
+    let mut devnet = setup.devnet_up();
+
+    // The development keys are in the keystore and funded.
+    let keys = flux.json(&["keys", "list"]);
+    let names: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev0", "dev1", "dev2", "dev3"]);
+    assert_eq!(flux.balance("dev0"), "1000000.00000000");
+
+    let status = flux.json(&["chain", "status"]);
+    assert_eq!(status["chain_id"], "flux-devnet");
+    assert!(flux.ok(&["chain", "status"]).contains("flux-devnet"));
+
+    // A new key receives FLUX from dev0, by name and by address.
+    let alice = flux.json(&["keys", "new", "alice"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = flux.json(&["wallet", "send", "--from", "dev0", "--to", "alice", "250.5"]);
+    assert_eq!(sent["status"], "committed", "{sent}");
+    assert!(sent["height"].as_u64().unwrap() >= 1, "{sent}");
+    assert_eq!(sent["receipt"]["detail"]["type"], "transfer", "{sent}");
+    assert_eq!(flux.balance("alice"), "250.50000000");
+    let human = flux.ok(&["wallet", "send", "--from", "dev0", "--to", &alice, "1"]);
+    assert!(human.contains("committed at height"), "{human}");
+    assert_eq!(flux.balance(&alice), "251.50000000");
+    assert!(
+        flux.ok(&["wallet", "balance", "alice"])
+            .contains("251.50 FLUX")
+    );
+
+    // The block holds the transfer.
+    let height = sent["height"].as_u64().unwrap().to_string();
+    let block = flux.json(&["chain", "block", &height]);
+    let hashes: Vec<&str> = block["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["hash"].as_str().unwrap())
+        .collect();
+    assert!(hashes.contains(&sent["hash"].as_str().unwrap()), "{block}");
+    assert!(flux.ok(&["chain", "block", &height]).contains("transfer"));
+    let tx = flux.json(&["chain", "tx", sent["hash"].as_str().unwrap()]);
+    assert_eq!(tx["status"], "committed");
+    let error = flux.fails(&["chain", "block", "999999"]);
+    assert!(error.contains("999999"), "{error}");
+
+    // Mistakes are refused with a reason and change nothing.
+    let error = flux.fails(&["wallet", "send", "--from", "alice", "--to", "dev0", "1000"]);
+    assert!(error.contains("insufficient funds"), "{error}");
+    let mut typo: Vec<char> = alice.chars().collect();
+    let i = typo.len() - 3;
+    typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
+    let typo: String = typo.into_iter().collect();
+    let error = flux.fails(&["wallet", "send", "--from", "dev0", "--to", &typo, "1"]);
+    assert!(error.contains("checksum"), "{error}");
+    let error = flux.fails(&["wallet", "send", "--from", "nobody", "--to", "alice", "1"]);
+    assert!(
+        error.contains("no key named 'nobody'") && error.contains("dev0"),
+        "{error}"
+    );
+    assert_eq!(flux.balance("alice"), "251.50000000");
+
+    // Apps: price, an invalid spec, an underpaid deploy, then a real one.
+    let hello = example("hello.json");
+    let quote = flux.json(&["app", "price", &hello]);
+    assert_eq!(quote["total"], "0.55200000", "{quote}");
+    assert!(flux.ok(&["app", "price", &hello]).contains("0.552 FLUX"));
+
+    let bad = setup.root.join("bad.json");
+    let text = std::fs::read_to_string(&hello).unwrap();
+    std::fs::write(&bad, text.replace("\"ram\": 300", "\"ram\": 350")).unwrap();
+    let error = flux.fails(&["app", "deploy", bad.to_str().unwrap(), "--from", "alice"]);
+    assert!(
+        error.contains("compose[0].ram") && error.contains("steps of 100"),
+        "{error}"
+    );
+
+    let error = flux.fails(&[
+        "app",
+        "deploy",
+        &hello,
+        "--from",
+        "alice",
+        "--max-payment",
+        "0.5",
+    ]);
+    assert!(
+        error.contains("price is 0.552 FLUX for 1 month") && error.contains("you paid 0.50"),
+        "{error}"
+    );
+    assert_eq!(
+        flux.balance("alice"),
+        "251.50000000",
+        "a refused deploy changed the balance"
+    );
+    assert_eq!(flux.json(&["app", "list"]).as_array().unwrap().len(), 0);
+
+    let deployed = flux.json(&["app", "deploy", &hello, "--from", "alice"]);
+    assert_eq!(deployed["status"], "committed", "{deployed}");
+    let detail = &deployed["receipt"]["detail"];
+    assert_eq!(detail["type"], "app_registered", "{deployed}");
+    assert_eq!(detail["price"], "0.55200000", "{deployed}");
+    let expires_at_ms = detail["expires_at_ms"].as_u64().unwrap();
+
+    let apps = flux.json(&["app", "list"]);
+    let apps = apps.as_array().unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0]["spec"]["name"], "hello");
+    assert_eq!(apps[0]["spec"]["owner"], alice.as_str());
+    assert_eq!(apps[0]["expires_at_ms"].as_u64().unwrap(), expires_at_ms);
+    let chain_time = flux.json(&["chain", "status"])["time_ms"].as_u64().unwrap();
+    assert!(
+        expires_at_ms > chain_time + 29 * 24 * 3_600_000,
+        "paid for a month"
+    );
+    let listed = flux.ok(&["app", "list"]);
+    assert!(
+        listed.contains("hello") && listed.contains("UTC"),
+        "{listed}"
+    );
+    assert!(
+        flux.ok(&["app", "status", "hello"])
+            .contains("flux-hello:latest")
+    );
+    let error = flux.fails(&["app", "status", "nosuchapp"]);
+    assert!(error.contains("no app named 'nosuchapp'"), "{error}");
+    let error = flux.fails(&["app", "deploy", &hello, "--from", "dev2"]);
+    assert!(error.contains("already exists"), "{error}");
+
+    // Nodes: register locks the collateral, deregister unlocks it.
+    let endpoint = format!("{}:{}", setup.ip, setup.port);
+    let registered = flux.json(&[
+        "node",
+        "register",
+        "--from",
+        "dev1",
+        "--tier",
+        "cumulus",
+        "--endpoint",
+        &endpoint,
+        "--region",
+        "EU_CZ",
+    ]);
+    assert_eq!(
+        registered["receipt"]["detail"]["type"], "node_registered",
+        "{registered}"
+    );
+    let account = flux.json(&["wallet", "balance", "dev1"]);
+    assert_eq!(account["locked"], "10.00000000", "{account}");
+    let nodes = flux.json(&["node", "list"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["tier"], "cumulus");
+    assert!(flux.ok(&["node", "list"]).contains("EU_CZ"));
+    let error = flux.fails(&[
+        "node",
+        "register",
+        "--from",
+        "dev2",
+        "--tier",
+        "cumulus",
+        "--endpoint",
+        "nowhere",
+        "--region",
+        "EU_CZ",
+    ]);
+    assert!(
+        error.contains("--endpoint") && error.contains("HOST:PORT"),
+        "{error}"
+    );
+    flux.json(&["node", "deregister", "--from", "dev1"]);
+    assert_eq!(
+        flux.json(&["wallet", "balance", "dev1"])["locked"],
+        "0.00000000"
+    );
+
+    // Only the owner removes an app.
+    let error = flux.fails(&["app", "remove", "hello", "--from", "dev0"]);
+    assert!(error.contains("owned by"), "{error}");
+    let removed = flux.json(&["app", "remove", "hello", "--from", "alice"]);
+    assert_eq!(
+        removed["receipt"]["detail"]["type"], "app_removed",
+        "{removed}"
+    );
+    assert_eq!(flux.json(&["app", "list"]).as_array().unwrap().len(), 0);
+
+    // `devnet status` sees the node; a second `up` on the same directory is refused while it runs.
+    let dir = setup.devnet_dir().display().to_string();
+    let statuses = flux.json(&["devnet", "status", "--dir", &dir]);
+    assert_eq!(statuses[0]["up"], true, "{statuses}");
+    let error = flux.fails(&["devnet", "up", "--dir", &dir]);
+    assert!(error.contains("already answers"), "{error}");
+
+    // Stop cleanly and resume: nothing is lost.
+    let balance = flux.balance("alice");
+    let height = flux.json(&["chain", "status"])["height"].as_u64().unwrap();
+    assert!(
+        devnet.stop(),
+        "devnet up did not exit cleanly:\n{}",
+        devnet.logs()
+    );
+    drop(devnet);
+    let error = flux.fails(&["chain", "status"]);
+    assert!(error.contains("cannot reach"), "{error}");
+    let error = flux.fails(&["devnet", "up", "--dir", &dir, "--api-port", "1"]);
+    assert!(error.contains("not on port 1"), "{error}");
+
+    let _devnet = setup.devnet_up();
+    assert_eq!(flux.balance("alice"), balance);
+    assert!(flux.json(&["chain", "status"])["height"].as_u64().unwrap() >= height);
+    let after = flux.json(&["wallet", "send", "--from", "dev0", "--to", "alice", "1"]);
+    assert_eq!(after["status"], "committed", "{after}");
+}
+
+/// Kills a node with SIGKILL while transfers are being committed, restarts
+/// it with the same configuration, and checks that every transfer reported
+/// committed is still there and that the balances add up.
+#[test]
+fn node_killed_under_load_loses_nothing_committed() {
+    let setup = Setup::new(Ipv4Addr::new(127, 0, 0, 52));
+    let flux = setup.flux.clone();
+    let dir = setup.devnet_dir();
+    let (dir_text, ip, port) = (
+        dir.display().to_string(),
+        setup.ip.to_string(),
+        setup.port.to_string(),
+    );
+    flux.ok(&[
+        "devnet",
+        "init",
+        "--dir",
+        &dir_text,
+        "--api-host",
+        &ip,
+        "--api-port",
+        &port,
+        "--block-interval-ms",
+        "100",
+    ]);
+    let config = dir.join("node-0").join("config.toml").display().to_string();
+    let node_log = dir.join("node-0").join("node.log");
+    let start = |round: usize| {
+        let mut node = Process::spawn(
+            "flux node run",
+            &flux,
+            &["node", "run", "--config", &config],
+            setup.root.join(format!("node-run-{round}.log")),
+            vec![],
+        );
+        node.node_logs = vec![node.log.clone(), node_log.clone()];
+        flux.wait_for_node(&mut node);
+        node
+    };
+    let mut node = start(0);
+    let bob = flux.json(&["keys", "new", "bob"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    flux.ok(&["keys", "new", "carol"]);
+
+    // Load: dev0 pays bob 1 FLUX at a time and waits for each commit; dev1
+    // floods carol without waiting.
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempted = Arc::new(AtomicUsize::new(0));
+    let payer = {
+        let (flux, stop, attempted) = (flux.clone(), stop.clone(), attempted.clone());
+        std::thread::spawn(move || {
+            let mut committed = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                attempted.fetch_add(1, Ordering::SeqCst);
+                let run = flux.run(&[
+                    "--json",
+                    "wallet",
+                    "send",
+                    "--from",
+                    "dev0",
+                    "--to",
+                    "bob",
+                    "1",
+                    "--wait-timeout-secs",
+                    "20",
+                ]);
+                if run.success {
+                    let value: Value = serde_json::from_str(&run.stdout).expect("send JSON");
+                    assert_eq!(value["status"], "committed");
+                    committed.push(value);
+                }
+            }
+            committed
+        })
+    };
+    let flooder = {
+        let (flux, stop) = (flux.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = flux.run(&[
+                    "wallet",
+                    "send",
+                    "--from",
+                    "dev1",
+                    "--to",
+                    "carol",
+                    "0.5",
+                    "--no-wait",
+                ]);
+            }
+        })
+    };
+
+    // Let some transfers commit, then kill the node without warning.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last_height = 0;
+    while attempted.load(Ordering::SeqCst) < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "transfers do not get through:\n{}",
+            node.logs()
+        );
+        if let Ok(status) =
+            serde_json::from_str::<Value>(&flux.run(&["--json", "chain", "status"]).stdout)
+        {
+            last_height = last_height.max(status["height"].as_u64().unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    node.kill();
+    stop.store(true, Ordering::SeqCst);
+    let committed = payer.join().expect("payer thread");
+    flooder.join().expect("flooder thread");
+    let attempted = attempted.load(Ordering::SeqCst) as u64;
+    assert!(
+        committed.len() >= 5,
+        "only {} transfers committed before the kill",
+        committed.len()
+    );
+    for value in &committed {
+        last_height = last_height.max(value["height"].as_u64().unwrap());
+    }
+
+    // Restart with the same configuration.
+    let _node = start(1);
+    let status = flux.json(&["chain", "status"]);
+    assert!(
+        status["height"].as_u64().unwrap() >= last_height,
+        "height went back from {last_height} to {}",
+        status["height"]
+    );
+    for value in &committed {
+        let hash = value["hash"].as_str().unwrap();
+        let tx = flux.json(&["chain", "tx", hash]);
+        assert_eq!(tx["status"], "committed", "transfer {hash} was lost: {tx}");
+        let height = value["height"].as_u64().unwrap().to_string();
+        let block = flux.json(&["chain", "block", &height]);
+        assert!(
+            block.to_string().contains(hash),
+            "block {height} lost transfer {hash}"
+        );
+    }
+    // Every transfer of dev0 went to bob, 1 FLUX each: the nonce counts them.
+    let dev0 = flux.json(&["wallet", "balance", "dev0"]);
+    let sent = dev0["nonce"].as_u64().unwrap();
+    assert!(
+        sent >= committed.len() as u64 && sent <= attempted,
+        "dev0 sent {sent} transfers; {} were reported committed, {attempted} attempted",
+        committed.len()
+    );
+    let bob_balance = flux.json(&["wallet", "balance", &bob])["balance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        bob_balance,
+        format!("{sent}.00000000"),
+        "bob's balance does not match dev0's transfers"
+    );
+    let fee: f64 = committed[0]["receipt"]["fee"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = 1_000_000.0 - sent as f64 * (1.0 + fee);
+    let dev0_balance: f64 = dev0["balance"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (dev0_balance - expected).abs() < 1e-6,
+        "dev0 has {dev0_balance}, expected {expected} after {sent} transfers with fee {fee}"
+    );
+    // The restarted node keeps producing blocks and accepting transfers.
+    let after = flux.json(&["wallet", "send", "--from", "dev0", "--to", "bob", "1"]);
+    assert_eq!(after["status"], "committed", "{after}");
+}
