@@ -32,7 +32,7 @@ pub struct Problem {
     pub code: &'static str,
     /// The offending field of an app specification, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "compose[0].cpu")]
+    #[schema(nullable = false, example = "compose[0].cpu")]
     pub field: Option<String>,
 }
 

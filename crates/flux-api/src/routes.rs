@@ -35,7 +35,7 @@ type ApiResult<T> = Result<T, Problem>;
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct BlockResponse {
     /// The block's hash (of its header).
-    #[schema(value_type = String, example = "5f1c...e2")]
+    #[schema(value_type = String)]
     pub(crate) hash: Hash,
     /// The header.
     #[schema(value_type = crate::schema::BlockHeaderSchema)]

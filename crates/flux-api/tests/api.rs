@@ -338,25 +338,44 @@ fn hello_spec(owner: Address) -> AppSpec {
     }
 }
 
-/// The property names of schema `name` in the OpenAPI document, following `allOf` and references.
-fn schema_properties(doc: &Value, name: &str) -> BTreeSet<String> {
+/// The property names that schema `name` of the OpenAPI document gives
+/// `value`, following references and `allOf`; for a tagged `oneOf`, the
+/// variant whose tag matches `value`.
+fn documented_properties(doc: &Value, name: &str, value: &Value) -> BTreeSet<String> {
     let schema = &doc["components"]["schemas"][name];
     assert!(schema.is_object(), "schema {name} is not in the document");
     let mut names = BTreeSet::new();
-    collect_properties(doc, schema, &mut names);
+    collect_properties(doc, schema, value, &mut names);
     names
 }
 
-fn collect_properties(doc: &Value, schema: &Value, names: &mut BTreeSet<String>) {
+fn collect_properties(doc: &Value, schema: &Value, value: &Value, names: &mut BTreeSet<String>) {
     if let Some(reference) = schema["$ref"].as_str() {
         let name = reference.trim_start_matches("#/components/schemas/");
-        collect_properties(doc, &doc["components"]["schemas"][name], names);
+        collect_properties(doc, &doc["components"]["schemas"][name], value, names);
     }
     if let Some(properties) = schema["properties"].as_object() {
         names.extend(properties.keys().cloned());
     }
     for part in schema["allOf"].as_array().into_iter().flatten() {
-        collect_properties(doc, part, names);
+        collect_properties(doc, part, value, names);
+    }
+    if let Some(variants) = schema["oneOf"].as_array() {
+        let tag_matches = |variant: &&Value| {
+            variant["properties"].as_object().is_some_and(|properties| {
+                properties
+                    .iter()
+                    .all(|(key, property)| match property["enum"].as_array() {
+                        Some(tags) if tags.len() == 1 => value[key] == tags[0],
+                        _ => true,
+                    })
+            })
+        };
+        let variant = variants
+            .iter()
+            .find(tag_matches)
+            .unwrap_or_else(|| panic!("no variant of {schema} fits {value}"));
+        collect_properties(doc, variant, value, names);
     }
 }
 
@@ -370,7 +389,7 @@ fn assert_documented(doc: &Value, name: &str, value: &Value) {
         .collect();
     assert_eq!(
         keys,
-        schema_properties(doc, name),
+        documented_properties(doc, name, value),
         "schema {name} does not describe {value}"
     );
 }
@@ -394,6 +413,13 @@ async fn transfer_is_committed_and_moves_balances() {
         )
         .await;
     let receipt = h.commit(&tx).await;
+    let doc = h.openapi().await;
+    let status = h
+        .get(&format!("/api/v1/transactions/{}", tx.hash()))
+        .await
+        .ok(200);
+    assert_documented(&doc, "TxStatus", &status);
+    assert_documented(&doc, "ReceiptDetail", &receipt["detail"]);
     assert_eq!(receipt["detail"]["type"], "transfer", "{receipt}");
     assert_eq!(receipt["detail"]["amount"], "12.34500000", "{receipt}");
 
@@ -409,7 +435,7 @@ async fn transfer_is_committed_and_moves_balances() {
         .ok(200);
     assert_eq!(account["nonce"], 1, "{account}");
     assert_eq!(account["next_nonce"], 1, "{account}");
-    assert_documented(&h.openapi().await, "AccountResponse", &account);
+    assert_documented(&doc, "AccountResponse", &account);
 
     // The block that holds it lists it, with the header the document describes.
     let height = receipt["height"].as_u64().expect("receipt height");
@@ -433,6 +459,8 @@ async fn transfer_is_committed_and_moves_balances() {
     assert_documented(&doc, "BlockResponse", &block);
     assert_documented(&doc, "BlockHeader", &block["header"]);
     assert_documented(&doc, "SignedTransaction", &listed["tx"]);
+    assert_documented(&doc, "Transaction", &listed["tx"]["tx"]);
+    assert_documented(&doc, "TxBody", &listed["tx"]["tx"]["body"]);
     assert_documented(&doc, "Receipt", &receipt);
 
     // Sending it again is refused and changes nothing.
@@ -602,6 +630,8 @@ async fn registered_apps_and_nodes_are_listed() {
         )
         .await;
     assert_eq!(receipt["detail"]["type"], "app_registered", "{receipt}");
+    let doc = h.openapi().await;
+    assert_documented(&doc, "ReceiptDetail", &receipt["detail"]);
     let node_key = SecretKey::development("node-a");
     h.commit(
         &h.sign(
@@ -755,6 +785,7 @@ async fn unknown_things_are_problems() {
         .await
         .ok(200);
     assert_eq!(unknown["status"], "unknown", "{unknown}");
+    assert_documented(&h.openapi().await, "TxStatus", &unknown);
     h.get("/api/v1/transactions/xyz")
         .await
         .problem(400, "bad_hash");
@@ -831,7 +862,7 @@ async fn openapi_document_describes_every_route() {
     let not_found =
         &block["responses"]["404"]["content"]["application/problem+json"]["schema"]["$ref"];
     assert_eq!(not_found, "#/components/schemas/Problem");
-    let problem = schema_properties(&doc, "Problem");
+    let problem = documented_properties(&doc, "Problem", &Value::Null);
     for field in ["type", "title", "status", "detail", "code"] {
         assert!(problem.contains(field), "Problem lacks {field}");
     }
