@@ -7,7 +7,7 @@
 //! - `mempool`: waiting transactions, bounded, nonce-ordered, fee-prioritised (plain state).
 //! - `rejections`: why recent transactions were dropped (bounded, plain state).
 //! - `shared`: the store, the latest finalized state and the mempool, shared by the handle and the application.
-//! - `application`: the [`Application`](application::Application) interface a consensus engine
+//! - `application`: the `Application` interface a consensus engine
 //!   drives (`propose`, `verify`, `finalized`) and its ledger-backed implementation.
 //! - `solo`: the single-validator engine (`mod.rs` config, `actor.rs` loop, `ingress.rs` mailbox).
 
@@ -37,11 +37,11 @@ pub struct NodeConfig {
     pub genesis: Genesis,
     /// The node's own key (proposer identity).
     pub node_key: SecretKey,
-    /// Interval between blocks, ms.
+    /// Interval between blocks, ms (at least 1); empty blocks are produced too.
     pub block_interval_ms: u64,
-    /// Most transactions held in the mempool.
+    /// Most transactions held in the mempool; beyond it submissions are refused.
     pub mempool_txs_max: usize,
-    /// Most bytes of transactions held in the mempool.
+    /// Most encoded bytes of transactions held in the mempool; beyond it submissions are refused.
     pub mempool_bytes_max: usize,
 }
 
