@@ -1032,6 +1032,38 @@ async fn a_request_whose_body_never_comes_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_are_closed() {
+    let h = Harness::start_with(ApiConfig {
+        request_timeout_ms: 100,
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(h.address()).await.unwrap();
+    let answer = raw_request(
+        &mut stream,
+        "GET /api/v1/status HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Kept alive but silent: the server closes it after twice the request timeout.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected the connection closed, read {read:?}"
+    );
+    let metrics = h.get("/metrics").await;
+    assert!(
+        metrics.text.contains("\nflux_api_connections_open 1\n"),
+        "{}",
+        metrics.text
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_address_in_use_is_reported() {
     let h = Harness::start().await;
     let taken = h.address();
