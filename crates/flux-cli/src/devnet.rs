@@ -701,7 +701,8 @@ fn up(ctx: &Context, args: &UpArgs) -> Result<()> {
     children.stop(&signals, &ctx.out);
     if result.is_ok() && !ctx.out.is_json() {
         ctx.out.note(&format!(
-            "devnet stopped; `flux devnet up{}` resumes it",
+            "devnet stopped; `{} devnet up{}` resumes it",
+            flux_prefix(ctx),
             dir_flag(ctx, &devnet.dir)
         ));
     }
@@ -749,6 +750,15 @@ fn wait_until_ready(
     Ok(())
 }
 
+/// `flux`, with ` --home HOME` when the home is not the default one.
+fn flux_prefix(ctx: &Context) -> String {
+    if ctx.home_given {
+        format!("flux --home {}", ctx.home.display())
+    } else {
+        "flux".to_string()
+    }
+}
+
 /// ` --dir DIR` when the devnet is not in the default place.
 fn dir_flag(ctx: &Context, dir: &Path) -> String {
     if dir == default_dir(ctx) {
@@ -787,10 +797,7 @@ fn show_up(ctx: &Context, text: &mut crate::output::Text, summary: &Summary) {
         .collect();
     text.table(&["  KEY", "ADDRESS"], &rows, "  none");
     text.blank();
-    let mut flux = "flux".to_string();
-    if ctx.home_given {
-        flux.push_str(&format!(" --home {}", ctx.home.display()));
-    }
+    let mut flux = flux_prefix(ctx);
     if let Some(node) = summary.nodes.first() {
         let url = node.api.trim_end_matches("/api/v1");
         if url != DEFAULT_NODE_URL {
@@ -811,7 +818,8 @@ fn show_up(ctx: &Context, text: &mut crate::output::Text, summary: &Summary) {
     }
     text.blank();
     text.line(format!(
-        "Ctrl-C stops the devnet; `flux devnet up{}` resumes it.",
+        "Ctrl-C stops the devnet; `{} devnet up{}` resumes it.",
+        flux_prefix(ctx),
         dir_flag(ctx, &summary.dir)
     ));
 }
@@ -835,8 +843,9 @@ fn status(ctx: &Context, dir: Option<PathBuf>) -> Result<()> {
     let dir = dir.unwrap_or_else(|| default_dir(ctx));
     if !dir.join("genesis.json").exists() {
         bail!(
-            "no devnet in {}; start one with `flux devnet up{}`",
+            "no devnet in {}; start one with `{} devnet up{}`",
             dir.display(),
+            flux_prefix(ctx),
             dir_flag(ctx, &dir)
         );
     }
