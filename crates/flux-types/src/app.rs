@@ -444,7 +444,7 @@ fn validate_component(c: &Component, limits: &AppLimits, at: &str) -> Result<(),
             ),
         ));
     }
-    if c.ram_mb < 100 || c.ram_mb > limits.ram_mb_max || c.ram_mb % 100 != 0 {
+    if c.ram_mb < 100 || c.ram_mb > limits.ram_mb_max || !c.ram_mb.is_multiple_of(100) {
         return Err(SpecError::new(
             field("ram"),
             format!(
@@ -651,8 +651,7 @@ pub fn validate_geolocation(rule: &str) -> Result<(), String> {
 fn cpu_to_tenths(cpu: f64, field: &str) -> Result<u32, SpecError> {
     let tenths = cpu * 10.0;
     if !tenths.is_finite()
-        || tenths < 0.0
-        || tenths > 10_000.0
+        || !(0.0..=10_000.0).contains(&tenths)
         || (tenths - tenths.round()).abs() > 1e-6
     {
         return Err(SpecError::new(
