@@ -477,7 +477,7 @@ fn devnet_refuses_what_it_cannot_do() {
 
     let error = flux.fails(&["devnet", "status", "--dir", &dir_text]);
     assert!(
-        error.contains("no devnet") && error.contains("flux devnet up"),
+        error.contains("no devnet") && error.contains("devnet up --dir"),
         "{error}"
     );
 }
