@@ -1,6 +1,6 @@
 //! Executing transactions and blocks.
 
-use flux_types::block::tx_root;
+use flux_types::block::tx_root_of_hashes;
 use flux_types::node::{validate_endpoint, validate_region};
 use flux_types::{
     Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, PublicKey, SignedTransaction,
@@ -208,6 +208,10 @@ pub fn quote(params: &Params, spec: &AppSpec, months: u32) -> Result<Quote, TxEr
 
 /// The minimum fee of a transaction.
 pub fn min_fee(params: &Params, tx: &SignedTransaction) -> Amount {
+    if params.tx_fee_per_byte.is_zero() {
+        // Measuring the size means encoding the transaction: skip it when it cannot matter.
+        return params.tx_fee_min;
+    }
     params
         .tx_fee_per_byte
         .checked_mul(tx.size_bytes() as u64)
@@ -689,7 +693,9 @@ pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> 
             got: block.txs.len(),
         });
     }
-    if tx_root(&block.txs) != header.tx_root {
+    // Each transaction is hashed once, for the root and for its receipt.
+    let hashes: Vec<Hash> = block.txs.iter().map(SignedTransaction::hash).collect();
+    if tx_root_of_hashes(&hashes) != header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }
     let signing: Vec<Vec<u8>> = block.txs.iter().map(|t| t.tx.signing_bytes()).collect();
@@ -719,7 +725,7 @@ pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> 
         let (fee, detail) = apply_tx(&mut next, &proposer, header.timestamp_ms, tx)
             .map_err(|error| BlockError::InvalidTx { index, error })?;
         receipts.push(Receipt {
-            tx_hash: tx.hash(),
+            tx_hash: hashes[index],
             height: header.height,
             index: index as u32,
             fee,

@@ -177,3 +177,26 @@ fn admission_accepts_nonces_a_little_ahead_and_changes_nothing() {
         "invalid_signature"
     );
 }
+
+#[test]
+fn a_fee_per_byte_prices_the_size() {
+    let mut params = flux_types::Params::devnet();
+    params.tx_fee_per_byte = units(10);
+    let probe = signed("alice", 0, transfer("bob", flux(1)));
+    let min = plus(fee(), units(10 * probe.size_bytes() as u64));
+    assert_eq!(flux_ledger::min_fee(&params, &probe), min);
+    let chain = check(
+        genesis_with(params, &[("alice", flux(100))]),
+        vec![
+            tx("alice", transfer("bob", flux(1)))
+                .fee(minus(min, units(1)))
+                .fails_with(
+                    "fee_too_low",
+                    &format!("the minimum for this transaction is {min} FLUX"),
+                ),
+            tx("alice", transfer("bob", flux(1))).fee(min),
+            block(),
+        ],
+    );
+    assert_eq!(chain.balance(VALIDATOR), min);
+}
