@@ -491,7 +491,7 @@ fn an_app_expires_by_chain_time_and_nothing_else_changes() {
     let mut params = Params::devnet();
     params.block_interval_ms = 1;
     let month = params.month_ms;
-    let chain = check(
+    let mut chain = check(
         genesis_with(params, &[("alice", flux(100)), ("bob", flux(100))]),
         vec![
             tx(
@@ -519,11 +519,7 @@ fn an_app_expires_by_chain_time_and_nothing_else_changes() {
     let expires = chain.state.app("shop").unwrap().expires_at_ms;
     assert_eq!(expires, chain.state.time_ms() + 1);
     let before = chain.state.clone();
-    let chain = {
-        let mut chain = chain;
-        chain.run_steps(vec![block()]);
-        chain
-    };
+    chain.run_steps(vec![block()]);
     assert_eq!(chain.state.time_ms(), expires);
     assert_eq!(
         chain.events,
