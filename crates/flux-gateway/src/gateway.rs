@@ -1,0 +1,339 @@
+//! The running gateway: its listeners, its route table, and its prober.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::backend::{BackendState, BackendStatus, Clock, Group, Registry};
+use crate::config::GatewayConfig;
+use crate::conn::{ConnectionLimits, IdleIo};
+use crate::error::GatewayError;
+use crate::proxy::{self, Peer};
+use crate::routes::RouteTable;
+use crate::tcp::Forwarders;
+
+/// How often the prober looks for backends due a probe, ms.
+const PROBE_TICK_MS: u64 = 50;
+
+/// Kernel backlog of the HTTP listener.
+const HTTP_LISTEN_BACKLOG: u32 = 4096;
+
+/// Hyper's own default number of header fields; any other value makes hyper
+/// allocate the header array on the heap for every request.
+const HYPER_DEFAULT_HEADERS_COUNT: usize = 100;
+
+/// A route table with the live state of its backends.
+pub(crate) struct Installed {
+    pub(crate) table: RouteTable,
+    /// One group per port route, indexed by its slot.
+    pub(crate) groups: Vec<Group>,
+}
+
+/// Counts of events worth watching; every counter only grows.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) not_found: AtomicU64,
+    pub(crate) no_backend: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+/// What every task of the gateway shares.
+pub(crate) struct Shared {
+    pub(crate) config: GatewayConfig,
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) clock: Clock,
+    pub(crate) limits: Arc<ConnectionLimits>,
+    pub(crate) client: hyper::client::conn::http1::Builder,
+    pub(crate) counters: Counters,
+    server: http1::Builder,
+    installed: RwLock<Arc<Installed>>,
+    registry: Mutex<Registry>,
+    tunnels: Mutex<JoinSet<()>>,
+}
+
+impl Shared {
+    /// The route table now in force.
+    pub(crate) fn installed(&self) -> Arc<Installed> {
+        Arc::clone(&self.installed.read().expect("routes lock"))
+    }
+
+    /// Runs an upgraded connection until it ends or the gateway stops.
+    pub(crate) fn spawn_tunnel(&self, tunnel: impl Future<Output = ()> + Send + 'static) {
+        let mut tunnels = self.tunnels.lock().expect("tunnels lock");
+        while tunnels.try_join_next().is_some() {}
+        tunnels.spawn(tunnel);
+    }
+
+    fn install(&self, table: RouteTable) -> Arc<Installed> {
+        let groups = self
+            .registry
+            .lock()
+            .expect("registry lock")
+            .groups(&table, &self.config);
+        let installed = Arc::new(Installed { table, groups });
+        *self.installed.write().expect("routes lock") = Arc::clone(&installed);
+        installed
+    }
+}
+
+/// A snapshot of the gateway's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Client connections open now, HTTP and TCP.
+    pub connections_open: usize,
+    /// Connections closed at once because their IP was at its cap.
+    pub connections_refused_per_ip: u64,
+    /// Requests for a host that reaches no app (404, or 400 without a host).
+    pub not_found: u64,
+    /// Requests answered 503: no healthy backend.
+    pub no_backend: u64,
+    /// Requests answered 502: every backend tried failed.
+    pub failed: u64,
+    /// Requests answered 504: no answer within the request timeout.
+    pub timeouts: u64,
+    /// Attempts beyond the first.
+    pub retries: u64,
+}
+
+/// The gateway of one node: an HTTP listener that routes by host name, TCP
+/// forwarders for published ports, and a prober. Dropping it stops all of
+/// them and closes every connection.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    /// Its lock also serialises route table swaps with the forwarders they
+    /// open and close.
+    forwarders: Mutex<Forwarders>,
+    runtime: tokio::runtime::Handle,
+    http_task: JoinHandle<()>,
+    probe_task: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Opens the listeners and starts routing with `routes`. Must be called
+    /// inside a tokio runtime.
+    pub async fn start(config: GatewayConfig, routes: RouteTable) -> Result<Gateway, GatewayError> {
+        config.validate()?;
+        let listener = listen(config.http_listen).map_err(|source| GatewayError::Listen {
+            addr: config.http_listen,
+            source,
+        })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Listen {
+                addr: config.http_listen,
+                source,
+            })?;
+        let mut server = http1::Builder::new();
+        server
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+            .max_header_size(config.request_header_size_bytes_max)
+            .keep_alive(true);
+        let mut client = hyper::client::conn::http1::Builder::new();
+        client.max_header_size(config.response_header_size_bytes_max);
+        if config.headers_count_max != HYPER_DEFAULT_HEADERS_COUNT {
+            server.max_headers(config.headers_count_max);
+            client.max_headers(config.headers_count_max);
+        }
+        let limits = ConnectionLimits::new(config.connections_max, config.connections_per_ip_max);
+        let shared = Arc::new(Shared {
+            config,
+            http_addr,
+            clock: Clock::new(),
+            limits,
+            client,
+            counters: Counters::default(),
+            server,
+            installed: RwLock::new(Arc::new(Installed {
+                table: RouteTable::empty("flux.localhost").expect("a valid domain"),
+                groups: Vec::new(),
+            })),
+            registry: Mutex::new(Registry::default()),
+            tunnels: Mutex::new(JoinSet::new()),
+        });
+        let gateway = Gateway {
+            http_task: tokio::spawn(serve_http(Arc::clone(&shared), listener)),
+            probe_task: tokio::spawn(probe(Arc::clone(&shared))),
+            forwarders: Mutex::new(Forwarders::default()),
+            runtime: tokio::runtime::Handle::current(),
+            shared,
+        };
+        gateway.update(routes);
+        tracing::info!(addr = %http_addr, "gateway listening");
+        Ok(gateway)
+    }
+
+    /// The address the HTTP gateway listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.shared.http_addr
+    }
+
+    /// Replaces the route table. Requests that arrive after this returns use
+    /// the new table (requests in flight finish with the old one), and the
+    /// TCP forwarders match it. Backends in both tables keep their health
+    /// and pooled connections.
+    pub fn update(&self, routes: RouteTable) {
+        let _runtime = self.runtime.enter();
+        let mut forwarders = self.forwarders.lock().expect("forwarders lock");
+        let installed = self.shared.install(routes);
+        forwarders.reconcile(&self.shared, &installed);
+    }
+
+    /// The route table in force.
+    pub fn routes(&self) -> RouteTable {
+        self.shared.installed().table.clone()
+    }
+
+    /// Published ports forwarded over TCP now.
+    pub fn tcp_ports(&self) -> Vec<u16> {
+        self.forwarders.lock().expect("forwarders lock").ports()
+    }
+
+    /// The health of every backend of the route table in force.
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        let registry = self.shared.registry.lock().expect("registry lock");
+        let mut backends: Vec<BackendStatus> = registry.all().map(|b| b.status()).collect();
+        backends.sort_by_key(|b| b.addr);
+        backends
+    }
+
+    /// The gateway's counters.
+    pub fn stats(&self) -> GatewayStats {
+        let counters = &self.shared.counters;
+        GatewayStats {
+            connections_open: self.shared.limits.open(self.shared.config.connections_max),
+            connections_refused_per_ip: self.shared.limits.refused_per_ip.load(Ordering::Relaxed),
+            not_found: counters.not_found.load(Ordering::Relaxed),
+            no_backend: counters.no_backend.load(Ordering::Relaxed),
+            failed: counters.failed.load(Ordering::Relaxed),
+            timeouts: counters.timeouts.load(Ordering::Relaxed),
+            retries: counters.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the gateway and waits until its listeners are closed.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        let _ = (&mut self.http_task).await;
+        let _ = (&mut self.probe_task).await;
+    }
+
+    fn stop(&self) {
+        self.http_task.abort();
+        self.probe_task.abort();
+        self.forwarders.lock().expect("forwarders lock").close_all();
+        self.shared
+            .tunnels
+            .lock()
+            .expect("tunnels lock")
+            .abort_all();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("http_addr", &self.shared.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(HTTP_LISTEN_BACKLOG)
+}
+
+/// Accepts HTTP connections; dropping the task closes the listener and every
+/// connection it accepted.
+async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer, guard) = shared.limits.accept(&listener).await;
+        while connections.try_join_next().is_some() {}
+        let io = IdleIo::new(stream, shared.config.idle_timeout(), guard);
+        let peer = Arc::new(Peer::new(peer));
+        let shared = Arc::clone(&shared);
+        connections.spawn(async move {
+            let service = {
+                let shared = Arc::clone(&shared);
+                service_fn(move |request| {
+                    let shared = Arc::clone(&shared);
+                    let peer = Arc::clone(&peer);
+                    async move { Ok::<_, Infallible>(proxy::handle(shared, peer, request).await) }
+                })
+            };
+            let connection = shared
+                .server
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "client connection ended");
+            }
+        });
+    }
+}
+
+/// Probes backends with a TCP connect: ejected ones when their back-off
+/// ends (success brings them back), the others every probe interval
+/// (failure ejects them before traffic finds out).
+async fn probe(shared: Arc<Shared>) {
+    let permits = Arc::new(Semaphore::new(shared.config.probes_in_flight_max));
+    let mut probes = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(PROBE_TICK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        while probes.try_join_next().is_some() {}
+        let now = shared.clock.now_ms();
+        let due: Vec<Arc<BackendState>> = {
+            let registry = shared.registry.lock().expect("registry lock");
+            registry
+                .all()
+                .filter(|backend| backend.start_probe_if_due(now, &shared.config))
+                .cloned()
+                .collect()
+        };
+        for backend in due {
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                backend.cancel_probe();
+                continue;
+            };
+            let shared = Arc::clone(&shared);
+            probes.spawn(async move {
+                let connected = tokio::time::timeout(
+                    shared.config.connect_timeout(),
+                    TcpStream::connect(backend.addr),
+                )
+                .await;
+                let ok = matches!(connected, Ok(Ok(_)));
+                backend.record_probe(ok, &shared.clock, &shared.config);
+                backend.reap_idle(&shared.config);
+                drop(permit);
+            });
+        }
+    }
+}
