@@ -150,6 +150,21 @@ impl InstanceSpec {
         }
     }
 
+    /// The specs of every component of instance `instance` of `app`: in
+    /// Flux all components of one app instance run together on one node,
+    /// so they can reach each other by component name.
+    pub fn for_app_instance(
+        node: &str,
+        app: &AppSpec,
+        instance: u32,
+        host_ip: IpAddr,
+    ) -> Vec<InstanceSpec> {
+        app.components
+            .iter()
+            .map(|component| InstanceSpec::from_component(node, app, component, instance, host_ip))
+            .collect()
+    }
+
     /// The key of this instance.
     pub fn key(&self) -> InstanceKey {
         InstanceKey {
@@ -432,5 +447,18 @@ pub(crate) mod tests {
         assert_eq!(s.ports[1].container_port, 9090);
         assert_eq!(s.network, "flux-hello-n1");
         s.validate().unwrap();
+        let app = AppSpec {
+            components: vec![
+                component.clone(),
+                Component {
+                    name: "api".into(),
+                    ..component
+                },
+            ],
+            ..app
+        };
+        let all = InstanceSpec::for_app_instance("n1", &app, 2, "127.0.0.3".parse().unwrap());
+        let keys: Vec<String> = all.iter().map(|s| s.key().to_string()).collect();
+        assert_eq!(keys, ["hello/web#2", "hello/api#2"]);
     }
 }

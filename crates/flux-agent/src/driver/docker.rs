@@ -388,6 +388,12 @@ impl Driver for DockerDriver {
                 reason: format!("it is placed on node {}, not on {}", spec.node, self.node),
             });
         }
+        if spec.image.is_empty() {
+            return Err(AgentError::InvalidSpec {
+                key: spec.key().to_string(),
+                reason: "the Docker driver runs an image, and this spec names none".into(),
+            });
+        }
         let name = instance_name(&self.node, &spec.key());
         self.ensure_image(&spec.image).await?;
         self.ensure_network(spec).await?;
