@@ -196,6 +196,20 @@ enum Launch {
     Command(Vec<String>),
 }
 
+/// Reads a followed log stream to its end, which must come before `DEADLINE`.
+async fn followed_until_end(mut stream: flux_agent::driver::LogChunks) -> String {
+    let mut text = Vec::new();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            text.extend(chunk.unwrap().data);
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a followed log stream ends when its instance goes");
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -492,8 +506,22 @@ async fn docker_two_nodes_run_restart_adopt_and_remove() {
         "the unchanged component stays"
     );
 
+    // A followed log stream ends when its container goes.
+    let follow = flux_agent::LogOptions {
+        follow: true,
+        tail_lines: 10,
+    };
+    let followed = a
+        .mailbox
+        .driver()
+        .logs(&new_ids["web"], follow)
+        .await
+        .unwrap();
+
     // Removing node a's desired set leaves nothing of node a behind, and node b runs on.
     a.mailbox.set_desired(vec![]).unwrap();
+    let logged = followed_until_end(followed).await;
+    assert!(logged.contains("serving hello/web#0"), "{logged}");
     wait_for(
         "node a's containers, networks and volumes to be removed",
         || async { (docker_leftovers(&docker, &a_id).await == (0, 0, 0)).then_some(()) },
@@ -680,9 +708,18 @@ async fn exec_two_nodes_run_restart_adopt_and_remove() {
     assert!(String::from_utf8_lossy(&text).contains("serving hello/api#0"));
     assert!(a_driver.stats(&a_ids["api"]).await.unwrap().memory_bytes > 0);
 
+    // A followed log stream ends when its process goes.
+    let follow = flux_agent::LogOptions {
+        follow: true,
+        tail_lines: 10,
+    };
+    let followed = a_driver.logs(&a_ids["web"], follow).await.unwrap();
+
     // Removing node a's desired set ends its processes and removes its data;
     // node b runs on untouched.
     a.mailbox.set_desired(vec![]).unwrap();
+    let logged = followed_until_end(followed).await;
+    assert!(logged.contains("serving hello/web#0"), "{logged}");
     wait_for("node a's instances and data to be removed", || async {
         let inventory = a_driver.list().await.unwrap();
         (inventory.instances.is_empty() && inventory.volumes.is_empty()).then_some(())

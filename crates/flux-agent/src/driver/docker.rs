@@ -569,6 +569,12 @@ impl Driver for DockerDriver {
         let stream = self
             .docker
             .logs(id, Some(request))
+            // A container removed while its logs are read ends the stream;
+            // that is the end of its output, not a failure.
+            .take_while(|item| {
+                let gone = matches!(item, Err(e) if container_gone(e));
+                futures_util::future::ready(!gone)
+            })
             .map(move |item| match item {
                 Ok(output) => {
                     let stream = match output {
@@ -746,6 +752,13 @@ fn status_code(e: &BollardError) -> Option<u16> {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
+}
+
+/// Whether an error says the container is gone or going (removed, dead).
+fn container_gone(e: &BollardError) -> bool {
+    is_not_found(e)
+        || matches!(e, BollardError::DockerResponseServerError { message, .. }
+            if message.contains("marked for removal") || message.contains("is dead"))
 }
 
 fn is_not_found(e: &BollardError) -> bool {
