@@ -760,3 +760,38 @@ async fn exec_without_a_command_is_refused_with_the_reason() {
     let error = driver.start(&spec).await.unwrap_err();
     assert!(matches!(error, AgentError::NoCommand { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn a_missing_engine_is_a_typed_error_and_auto_falls_back_to_exec() {
+    let missing = DockerConfig {
+        endpoint: Some("unix:///nonexistent/flux-test/docker.sock".into()),
+        ..DockerConfig::default()
+    };
+    let error = DockerDriver::connect("node-x", missing.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AgentError::NoDockerEngine { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("exec driver"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let driver = flux_agent::open_driver(
+        "node-x",
+        flux_agent::DriverChoice::Auto,
+        missing.clone(),
+        dir.path().to_path_buf(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(driver.kind(), flux_agent::DriverKind::Exec);
+    let refused = flux_agent::open_driver(
+        "node-x",
+        flux_agent::DriverChoice::Docker,
+        missing,
+        dir.path().to_path_buf(),
+    )
+    .await;
+    assert!(matches!(refused, Err(AgentError::NoDockerEngine { .. })));
+}

@@ -1,7 +1,7 @@
 //! Instances as child processes, for machines without Docker.
 //!
-//! An instance runs its spec's command (the image is not used) in its own
-//! process group, with a clean environment: `PATH`, `HOME` and
+//! An instance runs its spec's command (the image is not used) as the
+//! node's own user, in its own process group, with a clean environment: `PATH`, `HOME` and
 //! `FLUX_DATA_DIR` (its data directory, also its working directory), the
 //! `FLUX_*` names of [`InstanceSpec::flux_env`], `HOST` (the node's host
 //! address) and `PORT` (its first published port), then the spec's own
