@@ -220,3 +220,79 @@ async fn prober_loop(shared: Arc<Shared>, board: StatusBoard, config: Reconciler
         probe_board(&board, timeout, config.probe_concurrency_max).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::mock::{MockCall, MockDriver};
+    use crate::spec::tests::spec;
+
+    fn config() -> ReconcilerConfig {
+        ReconcilerConfig {
+            interval_ms: 50,
+            backoff_base_ms: 10,
+            backoff_max_ms: 100,
+            ..ReconcilerConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_waits_for_a_desired_set_then_converges_and_restarts() {
+        let mock = MockDriver::new("n1");
+        let stale = spec("n1", "old", "web", 0);
+        mock.start(&stale).await.unwrap();
+        mock.clear_calls();
+        let mailbox = spawn(Arc::new(mock.clone()), config());
+
+        // Before the first desired set nothing is touched, not even what looks stale.
+        mailbox.reconciled().await.unwrap();
+        mailbox.reconciled().await.unwrap();
+        assert!(mock.calls().is_empty());
+
+        let desired = vec![spec("n1", "hello", "web", 0)];
+        mailbox.set_desired(desired.clone()).unwrap();
+        mailbox.reconciled().await.unwrap();
+        let statuses = mailbox.status().snapshot();
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(statuses[0].phase, Phase::Running);
+        assert!(mock.calls().contains(&MockCall::Start(desired[0].key())));
+        assert!(
+            mock.calls()
+                .contains(&MockCall::RemoveNetwork("old".into()))
+        );
+
+        // A crash is restarted after its backoff.
+        let id = statuses[0].instance_id.clone().unwrap();
+        mock.crash(&id, 137);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            mailbox.reconciled().await.unwrap();
+            let status = mailbox.status().snapshot().remove(0);
+            if status.phase == Phase::Running && status.restarts == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not restarted: {status:?}");
+        }
+        assert!(mock.calls().contains(&MockCall::Restart(id)));
+    }
+
+    #[tokio::test]
+    async fn set_desired_refuses_other_nodes_duplicates_and_a_stopped_loop() {
+        let mailbox = spawn(Arc::new(MockDriver::new("n1")), config());
+        let error = mailbox
+            .set_desired(vec![spec("n2", "hello", "web", 0)])
+            .unwrap_err();
+        assert!(error.to_string().contains("node n2"), "{error}");
+        let twice = vec![spec("n1", "hello", "web", 0), spec("n1", "hello", "web", 0)];
+        assert!(mailbox.set_desired(twice).is_err());
+        mailbox.shutdown();
+        assert!(matches!(
+            mailbox.set_desired(vec![]),
+            Err(AgentError::Stopped)
+        ));
+        assert!(matches!(
+            mailbox.reconciled().await,
+            Err(AgentError::Stopped)
+        ));
+    }
+}
