@@ -83,7 +83,9 @@ pub(crate) trait Application: Send + Sync + 'static {
     /// accepts it. An own proposal passes without being executed again.
     fn verify(&self, block: &Block, now_ms: u64) -> Result<(), ApplicationError>;
 
-    /// Persists a finalized block and makes its state the node's latest.
+    /// Persists a finalized block and makes its state the node's latest. A
+    /// block at or below the finalized height is accepted without effect if
+    /// it is the one stored there (engines may deliver a block twice).
     fn finalized(&self, block: Block) -> Result<(), ApplicationError>;
 }
 
@@ -119,14 +121,30 @@ impl Ledger {
 
     /// The state after `parent`.
     fn state_after(&self, parent: Hash) -> Result<State, ApplicationError> {
-        let finalized = self.shared.state();
-        if finalized.last_block_hash() == parent {
-            return Ok(finalized);
-        }
-        self.unfinalized()
-            .get(&parent)
-            .map(|kept| kept.outcome.state.clone())
+        self.state_of(parent)
             .ok_or(ApplicationError::UnknownParent(parent))
+    }
+
+    /// The state after block `hash`, if it is a kept unfinalized block or
+    /// the finalized tip. The kept blocks are asked first: finalizing swaps
+    /// the state before it drops kept blocks, so a block being finalized
+    /// meanwhile is found in one place or the other.
+    pub(crate) fn state_of(&self, hash: Hash) -> Option<State> {
+        if let Some(kept) = self.unfinalized().get(&hash) {
+            return Some(kept.outcome.state.clone());
+        }
+        let finalized = self.shared.state();
+        (finalized.last_block_hash() == hash).then_some(finalized)
+    }
+
+    /// The latest finalized state.
+    pub(crate) fn finalized_state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// The shared node state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     fn keep(&self, hash: Hash, kept: Unfinalized) {
@@ -208,6 +226,22 @@ impl Application for Ledger {
     fn finalized(&self, block: Block) -> Result<(), ApplicationError> {
         let finalized = self.shared.state();
         let height = block.height();
+        if height <= finalized.height() {
+            // Delivered again (an engine replays what it finalized before a
+            // restart): it must be the block already stored at that height.
+            let hash = block.hash();
+            let stored = if height == finalized.height() {
+                Some(finalized.last_block_hash())
+            } else {
+                self.shared.store.block(height)?.map(|b| b.hash())
+            };
+            assert_eq!(
+                stored,
+                Some(hash),
+                "two different blocks finalized at height {height}: safety is broken, stopping"
+            );
+            return Ok(());
+        }
         if height != finalized.height() + 1 || block.header.parent != finalized.last_block_hash() {
             return Err(ApplicationError::NotNext {
                 height,

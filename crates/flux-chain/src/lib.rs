@@ -10,15 +10,20 @@
 //! - `application`: the `Application` interface a consensus engine
 //!   drives (`propose`, `verify`, `finalized`) and its ledger-backed implementation.
 //! - `solo`: the single-validator engine (`mod.rs` config, `actor.rs` loop, `ingress.rs` mailbox).
+//! - `committee`: who validates an epoch, a pure function of genesis and state.
+//! - `consensus`: the BFT engine (commonware simplex, marshal and p2p) driving the same application.
 
 mod application;
+pub mod committee;
+pub mod consensus;
 mod mempool;
 mod rejections;
 mod shared;
 mod solo;
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use flux_ledger::{Receipt, State, TxError};
 use flux_store::{Store, StoreError};
@@ -154,8 +159,27 @@ pub struct Node {
 
 struct Inner {
     shared: Arc<Shared>,
-    engine: solo::Mailbox,
+    ledger: Arc<Ledger>,
+    engine: Engine,
     node_id: Address,
+    node_key: SecretKey,
+    genesis: Arc<Genesis>,
+    data_dir: PathBuf,
+    block_interval_ms: u64,
+    /// Where submitted transactions go to be gossiped (network engines only).
+    gossip: Option<Mutex<futures::channel::mpsc::Sender<SignedTransaction>>>,
+    /// The other end, until the engine takes it.
+    gossip_queue: Mutex<Option<futures::channel::mpsc::Receiver<SignedTransaction>>>,
+}
+
+/// What decides finality.
+enum Engine {
+    /// The single-validator loop.
+    Solo(solo::Mailbox),
+    /// The BFT engine on its own thread.
+    Network(std::sync::OnceLock<consensus::Running>),
+    /// A BFT engine the caller drives with [`consensus::run`].
+    External,
 }
 
 impl Node {
@@ -163,6 +187,43 @@ impl Node {
     /// committed state (committing the genesis on first start), and starts
     /// producing blocks on the current tokio runtime.
     pub async fn start(config: NodeConfig) -> Result<Node, ChainError> {
+        let block_interval_ms = config.block_interval_ms;
+        let node = tokio::task::spawn_blocking(move || Node::open_with(config, EngineKind::Solo))
+            .await
+            .map_err(|e| ChainError::Store(format!("opening the store failed: {e}")))??;
+        if let Engine::Solo(_) = node.inner.engine {
+            tracing::info!(block_interval_ms, "single-validator engine");
+        }
+        Ok(node)
+    }
+
+    /// Opens (or creates) the store like [`Node::start`] and starts the BFT
+    /// engine: simplex consensus among the epoch's committee, peer-to-peer
+    /// on `network.listen`, on a runtime of its own threads. Works for a
+    /// validator and for a follower alike: the committee decides which.
+    pub async fn start_network(
+        config: NodeConfig,
+        network: consensus::NetworkConfig,
+    ) -> Result<Node, ChainError> {
+        let node =
+            tokio::task::spawn_blocking(move || Node::open_with(config, EngineKind::Network))
+                .await
+                .map_err(|e| ChainError::Store(format!("opening the store failed: {e}")))??;
+        let running = consensus::start(node.clone(), network)?;
+        if let Engine::Network(slot) = &node.inner.engine {
+            let _ = slot.set(running);
+        }
+        Ok(node)
+    }
+
+    /// Opens (or creates) the store without starting an engine: the caller
+    /// drives consensus with [`consensus::run`] on a runtime of its choice
+    /// (a simulation, typically), and calls [`Node::close`] when done.
+    pub fn open(config: NodeConfig) -> Result<Node, ChainError> {
+        Node::open_with(config, EngineKind::External)
+    }
+
+    fn open_with(config: NodeConfig, kind: EngineKind) -> Result<Node, ChainError> {
         config
             .genesis
             .validate()
@@ -176,27 +237,94 @@ impl Node {
             mempool_bytes_max,
         } = config;
         let proposer = node_key.public_key();
-        if !genesis.validators.iter().any(|v| v.public_key == proposer) {
+        if kind == EngineKind::Solo && !genesis.validators.iter().any(|v| v.public_key == proposer)
+        {
             tracing::warn!(node_key = %proposer, "this node's key is not a genesis validator; it produces blocks alone all the same");
         }
-        let (store, state) = tokio::task::spawn_blocking(move || open(&data_dir, &genesis))
-            .await
-            .map_err(|e| ChainError::Store(format!("opening the store failed: {e}")))??;
+        let (store, state) = open(&data_dir, &genesis)?;
         tracing::info!(height = state.height(), state_root = %state.state_root(), path = %store.path().display(), "chain loaded");
         let limits = mempool::Limits {
             txs_max: mempool_txs_max,
             bytes_max: mempool_bytes_max,
         };
         let shared = Arc::new(Shared::new(store, state, limits));
-        let application = Arc::new(Ledger::new(shared.clone(), proposer));
-        let engine = solo::start(solo::Config { block_interval_ms }, application);
+        let ledger = Arc::new(Ledger::new(shared.clone(), proposer));
+        let (engine, gossip, gossip_queue) = match kind {
+            EngineKind::Solo => (
+                Engine::Solo(solo::start(
+                    solo::Config { block_interval_ms },
+                    ledger.clone(),
+                )),
+                None,
+                None,
+            ),
+            EngineKind::Network | EngineKind::External => {
+                let (sender, receiver) = consensus::gossip::queue();
+                let engine = if kind == EngineKind::Network {
+                    Engine::Network(std::sync::OnceLock::new())
+                } else {
+                    Engine::External
+                };
+                (engine, Some(Mutex::new(sender)), Some(receiver))
+            }
+        };
         Ok(Node {
             inner: Arc::new(Inner {
                 shared,
+                ledger,
                 engine,
                 node_id: proposer.address(),
+                node_key,
+                genesis: Arc::new(genesis),
+                data_dir,
+                block_interval_ms,
+                gossip,
+                gossip_queue: Mutex::new(gossip_queue),
             }),
         })
+    }
+
+    /// What the consensus engine needs from this node; the gossip queue can
+    /// be taken once.
+    pub(crate) fn consensus_settings(
+        &self,
+        options: consensus::Options,
+    ) -> Result<consensus::engine::Settings, ChainError> {
+        let gossip = self
+            .inner
+            .gossip_queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| {
+                ChainError::Store(
+                    "this node runs the single-validator engine, or its consensus already started"
+                        .into(),
+                )
+            })?;
+        let block_interval = Duration::from_millis(self.inner.block_interval_ms.max(1));
+        Ok(consensus::engine::Settings {
+            ledger: self.inner.ledger.clone(),
+            genesis: self.inner.genesis.clone(),
+            signer: consensus::signer_of(&self.inner.node_key),
+            committees_dir: self.inner.data_dir.clone(),
+            partition_prefix: options.partition_prefix,
+            eligibility: options.eligibility,
+            p2p_port: options.p2p_port,
+            timeouts: options
+                .timeouts
+                .unwrap_or_else(|| consensus::Timeouts::for_block_interval(block_interval)),
+            block_interval,
+            gossip,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
     }
 
     /// The latest finalized state (an O(1) snapshot).
@@ -206,7 +334,35 @@ impl Node {
 
     /// Checks a transaction and adds it to the mempool; returns its hash.
     pub fn submit(&self, tx: SignedTransaction) -> Result<Hash, SubmitError> {
-        self.inner.shared.submit(tx)
+        let Some(gossip) = &self.inner.gossip else {
+            return self.inner.shared.submit(tx);
+        };
+        let hash = self.inner.shared.submit(tx.clone())?;
+        let mut gossip = gossip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = gossip.try_send(tx)
+            && error.is_full()
+        {
+            // It stays in this node's mempool: it is included when this node proposes.
+            tracing::debug!(tx = %hash, "the gossip queue is full; the transaction waits for this node's turn to propose");
+        }
+        Ok(hash)
+    }
+
+    /// Peers heard from in the last few seconds (0 for a single validator).
+    pub fn peers(&self) -> usize {
+        self.inner.shared.peers()
+    }
+
+    /// The highest finalized height this node knows the network has
+    /// reached; above [`ChainStatus::height`] while it catches up.
+    pub fn network_height(&self) -> u64 {
+        self.inner.shared.network_height()
+    }
+
+    /// Why the consensus engine stopped on its own, if it did (the node
+    /// then still serves reads but no longer follows the chain).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.shared.failure()
     }
 
     /// The next nonce for `address`, counting its transactions in the mempool.
@@ -252,13 +408,36 @@ impl Node {
     /// is harmless.
     pub async fn shutdown(&self) {
         self.inner.shared.stop_accepting();
-        self.inner.engine.stop().await;
-        let shared = self.inner.shared.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || shared.close()).await {
+        if let Engine::Solo(mailbox) = &self.inner.engine {
+            mailbox.stop().await;
+        }
+        let node = self.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || node.close()).await {
             tracing::error!(%error, "closing the store failed");
         }
         tracing::info!("node shut down");
     }
+
+    /// Stops a network engine (waiting for its thread) and closes the store,
+    /// without an async runtime. For a node opened with [`Node::open`] the
+    /// caller stops its engine first. Calling it again is harmless.
+    pub fn close(&self) {
+        self.inner.shared.stop_accepting();
+        if let Engine::Network(running) = &self.inner.engine
+            && let Some(running) = running.get()
+        {
+            running.stop();
+        }
+        self.inner.shared.close();
+    }
+}
+
+/// Which engine a node is opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EngineKind {
+    Solo,
+    Network,
+    External,
 }
 
 /// Opens the store and loads its state, committing the genesis on first start.

@@ -6,7 +6,7 @@
 //! submission sees either the old state with the old mempool or the new state
 //! with the pruned one, never a mix.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use flux_ledger::{State, TxError};
@@ -34,6 +34,12 @@ pub(crate) struct Shared {
     height_sender: Mutex<Option<watch::Sender<u64>>>,
     height: watch::Receiver<u64>,
     stopping: AtomicBool,
+    /// Peers heard from recently (0 without a network).
+    peers: AtomicUsize,
+    /// Highest finalized height seen on the network (0 if unknown).
+    network_height: AtomicU64,
+    /// Why the engine stopped, if it stopped on its own.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -49,6 +55,9 @@ impl Shared {
             height_sender: Mutex::new(Some(sender)),
             height,
             stopping: AtomicBool::new(false),
+            peers: AtomicUsize::new(0),
+            network_height: AtomicU64::new(0),
+            failure: Mutex::new(None),
         }
     }
 
@@ -201,6 +210,46 @@ impl Shared {
     /// A receiver of the finalized height; it closes at shutdown.
     pub(crate) fn height(&self) -> watch::Receiver<u64> {
         self.height.clone()
+    }
+
+    /// Peers heard from recently.
+    pub(crate) fn peers(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_peers(&self, peers: usize) {
+        self.peers.store(peers, Ordering::Relaxed);
+    }
+
+    /// Highest finalized height seen on the network, at least this node's.
+    pub(crate) fn network_height(&self) -> u64 {
+        self.network_height
+            .load(Ordering::Relaxed)
+            .max(*self.height.borrow())
+    }
+
+    pub(crate) fn observe_network_height(&self, height: u64) {
+        self.network_height.fetch_max(height, Ordering::Relaxed);
+    }
+
+    /// Records that the engine stopped on its own (the first reason wins).
+    pub(crate) fn fail(&self, reason: String) {
+        if self.is_stopping() {
+            return;
+        }
+        tracing::error!(%reason, "the consensus engine stopped");
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+    }
+
+    /// Why the engine stopped on its own, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
