@@ -16,6 +16,7 @@
 //! An ejected backend gets no traffic at all until a probe (a TCP connect)
 //! succeeds, so a dead instance costs clients nothing after the first failure.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,16 @@ impl Clock {
     }
 }
 
+thread_local! {
+    /// Index of the gateway worker running on this thread (0 elsewhere).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as gateway worker `index`.
+pub(crate) fn set_worker(index: usize) {
+    WORKER.with(|worker| worker.set(index));
+}
+
 /// An idle keep-alive connection to a backend.
 struct IdleConnection {
     sender: SendRequest<OutBody>,
@@ -66,7 +77,9 @@ pub(crate) struct BackendState {
     probing: AtomicBool,
     /// No route lists it any more: connections are not pooled.
     retired: AtomicBool,
-    idle: Mutex<Vec<IdleConnection>>,
+    /// Idle connections, one pool per worker: a connection is driven by the
+    /// worker that opened it, so only that worker reuses it.
+    idle: Box<[Mutex<Vec<IdleConnection>>]>,
     pool_max: usize,
 }
 
@@ -86,7 +99,7 @@ pub struct BackendStatus {
 }
 
 impl BackendState {
-    fn new(addr: SocketAddr, local: bool, pool_max: usize) -> BackendState {
+    fn new(addr: SocketAddr, local: bool, pool_max: usize, workers: usize) -> BackendState {
         BackendState {
             addr,
             local,
@@ -96,7 +109,9 @@ impl BackendState {
             probed_at_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             retired: AtomicBool::new(false),
-            idle: Mutex::new(Vec::new()),
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             pool_max,
         }
     }
@@ -119,7 +134,11 @@ impl BackendState {
             local: self.local,
             healthy: self.is_healthy(),
             outstanding: self.outstanding.load(Ordering::Relaxed),
-            idle_connections: self.idle.lock().expect("pool lock").len(),
+            idle_connections: self
+                .idle
+                .iter()
+                .map(|pool| pool.lock().expect("pool lock").len())
+                .sum(),
         }
     }
 
@@ -184,7 +203,7 @@ impl BackendState {
 
     /// An idle pooled connection, if one is open and young enough.
     pub(crate) fn take_idle(&self, config: &GatewayConfig) -> Option<SendRequest<OutBody>> {
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.pool().lock().expect("pool lock");
         while let Some(connection) = idle.pop() {
             if connection.sender.is_closed()
                 || connection.since.elapsed() > config.pool_idle_timeout()
@@ -201,7 +220,7 @@ impl BackendState {
         if self.retired.load(Ordering::Relaxed) || sender.is_closed() || !self.is_healthy() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.pool().lock().expect("pool lock");
         if idle.len() < self.pool_max {
             idle.push(IdleConnection {
                 sender,
@@ -213,14 +232,23 @@ impl BackendState {
     /// Closes idle connections that are closed or too old.
     pub(crate) fn reap_idle(&self, config: &GatewayConfig) {
         let timeout = config.pool_idle_timeout();
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .retain(|c| !c.sender.is_closed() && c.since.elapsed() <= timeout);
+        for pool in &self.idle {
+            pool.lock()
+                .expect("pool lock")
+                .retain(|c| !c.sender.is_closed() && c.since.elapsed() <= timeout);
+        }
     }
 
     fn clear_pool(&self) {
-        self.idle.lock().expect("pool lock").clear();
+        for pool in &self.idle {
+            pool.lock().expect("pool lock").clear();
+        }
+    }
+
+    /// This worker's pool.
+    fn pool(&self) -> &Mutex<Vec<IdleConnection>> {
+        let worker = WORKER.with(Cell::get);
+        &self.idle[worker.min(self.idle.len() - 1)]
     }
 }
 
@@ -372,6 +400,7 @@ impl Registry {
                                 backend.addr,
                                 backend.local,
                                 config.pool_idle_per_backend_max,
+                                config.workers,
                             ))
                         });
                     kept.insert(backend.addr, Arc::clone(&state));
@@ -416,6 +445,7 @@ mod tests {
                     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1000 + i as u16),
                     i < local,
                     4,
+                    1,
                 ))
             })
             .collect();

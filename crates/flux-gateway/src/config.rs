@@ -38,6 +38,11 @@ pub struct GatewayConfig {
     pub tcp_listen_ip: Option<IpAddr>,
     /// Whether published ports are forwarded over TCP at all.
     pub tcp_forwarding: bool,
+    /// Threads that serve HTTP, each with its own listener on `http_listen`
+    /// (SO_REUSEPORT), its own connections and its own keep-alive
+    /// connections to backends; 0 means one per CPU core. The gateway's
+    /// traffic runs on these threads, never on the caller's runtime.
+    pub workers: usize,
     /// How backends are chosen.
     pub balance: Balance,
     /// Most client connections open at once, HTTP and TCP together. At the
@@ -79,7 +84,7 @@ pub struct GatewayConfig {
     pub probe_interval_ms: u64,
     /// Most probes in flight at once.
     pub probes_in_flight_max: usize,
-    /// Most idle keep-alive connections kept per backend.
+    /// Most idle keep-alive connections kept per backend by each worker.
     pub pool_idle_per_backend_max: usize,
     /// An idle pooled connection older than this is closed instead of reused, ms.
     pub pool_idle_timeout_ms: u64,
@@ -91,6 +96,7 @@ impl Default for GatewayConfig {
             http_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_HTTP_PORT),
             tcp_listen_ip: None,
             tcp_forwarding: true,
+            workers: 0,
             balance: Balance::RoundRobin,
             connections_max: 10_000,
             connections_per_ip_max: 256,
@@ -173,6 +179,14 @@ impl GatewayConfig {
             });
         }
         Ok(())
+    }
+
+    /// The number of HTTP worker threads.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The IP the TCP forwarders listen on.

@@ -25,6 +25,9 @@ pub enum GatewayError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The worker threads could not be started.
+    #[error("cannot start the gateway's worker threads: {0}")]
+    Start(#[source] io::Error),
     /// The HTTP listener could not be opened.
     #[error("cannot listen on {addr}: {source}; free the address or configure another http_listen")]
     Listen {

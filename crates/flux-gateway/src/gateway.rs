@@ -1,7 +1,6 @@
 //! The running gateway: its listeners, its route table, and its prober.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,10 +10,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::backend::{BackendState, BackendStatus, Clock, Group, Registry};
+use crate::backend::{BackendState, BackendStatus, Clock, Group, Registry, set_worker};
 use crate::config::GatewayConfig;
 use crate::conn::{ConnectionLimits, IdleIo};
 use crate::error::GatewayError;
@@ -60,20 +59,12 @@ pub(crate) struct Shared {
     server: http1::Builder,
     installed: RwLock<Arc<Installed>>,
     registry: Mutex<Registry>,
-    tunnels: Mutex<JoinSet<()>>,
 }
 
 impl Shared {
     /// The route table now in force.
     pub(crate) fn installed(&self) -> Arc<Installed> {
         Arc::clone(&self.installed.read().expect("routes lock"))
-    }
-
-    /// Runs an upgraded connection until it ends or the gateway stops.
-    pub(crate) fn spawn_tunnel(&self, tunnel: impl Future<Output = ()> + Send + 'static) {
-        let mut tunnels = self.tunnels.lock().expect("tunnels lock");
-        while tunnels.try_join_next().is_some() {}
-        tunnels.spawn(tunnel);
     }
 
     fn install(&self, table: RouteTable) -> Arc<Installed> {
@@ -107,7 +98,7 @@ pub struct GatewayStats {
     pub retries: u64,
 }
 
-/// The gateway of one node: an HTTP listener that routes by host name, TCP
+/// The gateway of one node: HTTP workers that route by host name, TCP
 /// forwarders for published ports, and a prober. Dropping it stops all of
 /// them and closes every connection.
 pub struct Gateway {
@@ -116,25 +107,25 @@ pub struct Gateway {
     /// open and close.
     forwarders: Mutex<Forwarders>,
     runtime: tokio::runtime::Handle,
-    http_task: JoinHandle<()>,
+    workers: Vec<Worker>,
     probe_task: JoinHandle<()>,
 }
 
 impl Gateway {
-    /// Opens the listeners and starts routing with `routes`. Must be called
-    /// inside a tokio runtime.
+    /// Opens the listeners, starts the worker threads and starts routing
+    /// with `routes`. Must be called inside a tokio runtime: the prober and
+    /// the TCP forwarders run on it.
     pub async fn start(config: GatewayConfig, routes: RouteTable) -> Result<Gateway, GatewayError> {
         config.validate()?;
-        let listener = listen(config.http_listen).map_err(|source| GatewayError::Listen {
+        let mut config = config;
+        config.workers = config.worker_count();
+        let listen_error = |source| GatewayError::Listen {
             addr: config.http_listen,
             source,
-        })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| GatewayError::Listen {
-                addr: config.http_listen,
-                source,
-            })?;
+        };
+        let sockets =
+            reuseport_sockets(config.http_listen, config.workers).map_err(listen_error)?;
+        let http_addr = sockets[0].local_addr().map_err(listen_error)?;
         let mut server = http1::Builder::new();
         server
             .timer(TokioTimer::new())
@@ -161,17 +152,20 @@ impl Gateway {
                 groups: Vec::new(),
             })),
             registry: Mutex::new(Registry::default()),
-            tunnels: Mutex::new(JoinSet::new()),
         });
+        let mut workers = Vec::with_capacity(sockets.len());
+        for (index, socket) in sockets.into_iter().enumerate() {
+            workers.push(Worker::start(index, Arc::clone(&shared), socket)?);
+        }
         let gateway = Gateway {
-            http_task: tokio::spawn(serve_http(Arc::clone(&shared), listener)),
+            workers,
             probe_task: tokio::spawn(probe(Arc::clone(&shared))),
             forwarders: Mutex::new(Forwarders::default()),
             runtime: tokio::runtime::Handle::current(),
             shared,
         };
         gateway.update(routes);
-        tracing::info!(addr = %http_addr, "gateway listening");
+        tracing::info!(addr = %http_addr, workers = gateway.workers.len(), "gateway listening");
         Ok(gateway)
     }
 
@@ -223,22 +217,30 @@ impl Gateway {
         }
     }
 
-    /// Stops the gateway and waits until its listeners are closed.
+    /// Stops the gateway and waits until its worker threads have closed
+    /// their listeners and connections.
     pub async fn shutdown(mut self) {
         self.stop();
-        let _ = (&mut self.http_task).await;
+        let threads: Vec<std::thread::JoinHandle<()>> = self
+            .workers
+            .iter_mut()
+            .filter_map(|w| w.thread.take())
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
         let _ = (&mut self.probe_task).await;
     }
 
-    fn stop(&self) {
-        self.http_task.abort();
+    fn stop(&mut self) {
+        for worker in &mut self.workers {
+            worker.stop.take();
+        }
         self.probe_task.abort();
         self.forwarders.lock().expect("forwarders lock").close_all();
-        self.shared
-            .tunnels
-            .lock()
-            .expect("tunnels lock")
-            .abort_all();
     }
 }
 
@@ -256,15 +258,75 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+/// One HTTP worker: a thread with a single-threaded runtime and its own
+/// listener. Dropping `stop` ends it; its runtime goes with it, closing every
+/// connection it served.
+struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(index: usize, shared: Arc<Shared>, socket: TcpSocket) -> Result<Worker, GatewayError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(GatewayError::Start)?;
+        let listener = {
+            let _runtime = runtime.enter();
+            socket
+                .listen(HTTP_LISTEN_BACKLOG)
+                .map_err(|source| GatewayError::Listen {
+                    addr: shared.http_addr,
+                    source,
+                })?
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("flux-gateway-{index}"))
+            .spawn(move || {
+                set_worker(index);
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = serve_http(shared, listener) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .map_err(GatewayError::Start)?;
+        Ok(Worker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// `count` sockets bound to `addr` with SO_REUSEPORT, so that the kernel
+/// spreads connections over the workers. A plain bind first makes sure no
+/// one else listens there: with SO_REUSEPORT alone, a stray process of the
+/// same user on the same port would silently share the traffic.
+fn reuseport_sockets(addr: SocketAddr, count: usize) -> std::io::Result<Vec<TcpSocket>> {
+    let new_socket = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        Ok::<_, std::io::Error>(socket)
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(HTTP_LISTEN_BACKLOG)
+    let probe = new_socket()?;
+    probe.bind(addr)?;
+    let addr = probe.local_addr()?;
+    drop(probe);
+    (0..count.max(1))
+        .map(|_| {
+            let socket = new_socket()?;
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            Ok(socket)
+        })
+        .collect()
 }
 
 /// Accepts HTTP connections; dropping the task closes the listener and every

@@ -138,6 +138,8 @@ fn prepare_head(parts: &mut request::Parts, peer: &Peer) {
         parts.headers.insert(HOST, host);
     }
     strip_hop_by_hop(&mut parts.headers);
+    // Room for the three X-Forwarded headers, so that the map grows once at most.
+    parts.headers.reserve(3);
     let forwarded_for = match parts.headers.get(X_FORWARDED_FOR) {
         Some(previous) => {
             let mut value = Vec::with_capacity(previous.len() + 2 + peer.forwarded_for.len());
@@ -410,7 +412,8 @@ async fn upgrade(
         return Response::from_parts(parts, GatewayBody::proxied(body, release));
     }
     let backend_upgrade = hyper::upgrade::on(&mut response);
-    shared.spawn_tunnel(async move {
+    // Runs on this worker until either end closes; the worker's end closes it too.
+    tokio::spawn(async move {
         let _outstanding = outstanding;
         let (client, backend) = match (client_upgrade.await, backend_upgrade.await) {
             (Ok(client), Ok(backend)) => (client, backend),
