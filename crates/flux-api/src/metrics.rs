@@ -120,6 +120,7 @@ mod tests {
             state_root: Hash::ZERO,
             mempool_txs: 3,
             node_id: Address([0; 20]),
+            peers: 0,
         };
         let text = metrics.render(&chain);
         assert!(text.contains("\nflux_chain_height 7\n"), "{text}");

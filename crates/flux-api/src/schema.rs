@@ -76,6 +76,8 @@ pub(crate) struct ChainStatusSchema {
     mempool_txs: u64,
     /// This node's id, a `flux1...` address.
     node_id: String,
+    /// Peers heard from in the last few seconds (0 for a single validator).
+    peers: u64,
 }
 
 /// A block header.

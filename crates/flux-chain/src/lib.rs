@@ -129,6 +129,9 @@ pub struct ChainStatus {
     pub mempool_txs: usize,
     /// This node's id.
     pub node_id: Address,
+    /// Peers heard from in the last few seconds (0 for a single validator).
+    #[serde(default)]
+    pub peers: usize,
 }
 
 /// Failure of the node itself (store, genesis), not of a user's input.
@@ -392,6 +395,7 @@ impl Node {
             state_root: state.state_root(),
             mempool_txs: self.inner.shared.mempool_txs(),
             node_id: self.inner.node_id,
+            peers: self.inner.shared.peers(),
         }
     }
 

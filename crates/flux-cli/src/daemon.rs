@@ -42,6 +42,18 @@ The configuration is a TOML file; relative paths are relative to the file's dire
     txs_max = 50000                   # optional; a full mempool refuses new transactions
     bytes_max = 67108864
 
+    [p2p]                             # optional; without it the node validates alone
+    listen = \"127.0.0.1:16125\"        # address of the peer-to-peer service
+    bootstrap = [                     # optional; peers dialled besides the validators
+      { key = \"<hex node key>\", address = \"10.0.0.5:16125\" },
+    ]
+    worker_threads = 2                # optional; threads of the consensus runtime
+
+With [p2p] the node joins the network of its genesis: it dials the genesis
+validators, the committee of each epoch and the bootstrap peers, and accepts
+connections from registered nodes. It validates in the epochs whose committee
+holds its key and follows the chain otherwise.
+
 `flux devnet up` writes such a file for each of its nodes.";
 
 /// The node's configuration file.
@@ -58,6 +70,27 @@ pub(crate) struct NodeFileConfig {
     pub(crate) api: ApiSection,
     #[serde(default)]
     pub(crate) mempool: MempoolSection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) p2p: Option<P2pSection>,
+}
+
+/// `[p2p]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct P2pSection {
+    pub(crate) listen: SocketAddr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bootstrap: Vec<BootstrapPeer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) worker_threads: Option<usize>,
+}
+
+/// A peer named in `[p2p] bootstrap`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BootstrapPeer {
+    pub(crate) key: flux_types::PublicKey,
+    pub(crate) address: SocketAddr,
 }
 
 /// `[api]`.
@@ -186,29 +219,83 @@ pub(crate) fn run(config_path: &Path) -> Result<()> {
         .thread_name("flux-node")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(node_config, api))
+    let network = config.p2p.as_ref().map(network_config);
+    runtime.block_on(serve(node_config, network, api))
 }
 
-async fn serve(node_config: flux_chain::NodeConfig, api: flux_api::ApiConfig) -> Result<()> {
+/// The network settings of a `[p2p]` section.
+fn network_config(p2p: &P2pSection) -> flux_chain::consensus::NetworkConfig {
+    let mut network = flux_chain::consensus::NetworkConfig::new(p2p.listen);
+    network.bootstrap = p2p
+        .bootstrap
+        .iter()
+        .map(|peer| flux_chain::consensus::Peer {
+            key: peer.key,
+            address: peer.address,
+        })
+        .collect();
+    if let Some(threads) = p2p.worker_threads {
+        network.worker_threads = threads.max(1);
+    }
+    network
+}
+
+/// How often the node checks that its consensus engine still runs.
+const ENGINE_CHECK_MS: u64 = 500;
+
+async fn serve(
+    node_config: flux_chain::NodeConfig,
+    network: Option<flux_chain::consensus::NetworkConfig>,
+    api: flux_api::ApiConfig,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
 
     // Install the handlers first, so that a signal during start-up is not lost.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let listen = api.listen;
-    let node = flux_chain::Node::start(node_config)
-        .await
-        .map_err(|e| anyhow!("the node failed to start: {e}"))?;
-    tracing::info!(api = %listen, "node started; serving the API");
+    let node = match network {
+        Some(network) => {
+            let p2p = network.listen;
+            let node = flux_chain::Node::start_network(node_config, network)
+                .await
+                .map_err(|e| anyhow!("the node failed to start: {e}"))?;
+            tracing::info!(api = %listen, %p2p, "node started; serving the API");
+            node
+        }
+        None => {
+            let node = flux_chain::Node::start(node_config)
+                .await
+                .map_err(|e| anyhow!("the node failed to start: {e}"))?;
+            tracing::info!(api = %listen, "node started; serving the API");
+            node
+        }
+    };
+    let watched = node.clone();
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let shutdown = async move {
+        let engine_failed = async {
+            loop {
+                if let Some(failure) = watched.failure() {
+                    return failure;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(ENGINE_CHECK_MS)).await;
+            }
+        };
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
             _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            failure = engine_failed => {
+                let _ = failed_tx.send(failure);
+            }
         }
     };
     let served = flux_api::serve(node.clone(), api, shutdown).await;
     node.shutdown().await;
     tracing::info!("node stopped");
+    if let Ok(failure) = failed_rx.await {
+        bail!("the consensus engine stopped: {failure}");
+    }
     served.map_err(|e| anyhow!("the API at {listen} failed: {e}"))
 }
 
@@ -247,6 +334,18 @@ listen = "127.0.0.1:16127"
         assert_eq!(again.api.listen, config.api.listen);
         let typo = text.replace("data_dir", "datadir");
         assert!(toml::from_str::<NodeFileConfig>(&typo).is_err());
+        assert!(config.p2p.is_none());
+        let key = flux_types::SecretKey::development("peer").public_key();
+        let with_p2p = format!(
+            "{text}\n[p2p]\nlisten = \"127.0.0.1:16125\"\nbootstrap = [{{ key = \"{key}\", address = \"127.0.0.2:16125\" }}]\n"
+        );
+        let config: NodeFileConfig = toml::from_str(&with_p2p).unwrap();
+        let p2p = config.p2p.as_ref().unwrap();
+        assert_eq!(p2p.bootstrap[0].key, key);
+        let network = network_config(p2p);
+        assert_eq!(network.bootstrap[0].address.to_string(), "127.0.0.2:16125");
+        let again: NodeFileConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again.p2p.unwrap().listen, p2p.listen);
         assert_eq!(
             NodeFileConfig::resolve(Path::new("/a/b/config.toml"), Path::new("data")),
             PathBuf::from("/a/b/data")

@@ -10,6 +10,11 @@
 //! DIR/node-I/node.log       what the node process writes
 //! ```
 //!
+//! Node I listens on its own loopback address, 127.0.0.(I+1) by default,
+//! with the standard ports (API 16127, peer-to-peer 16125), as separate
+//! machines would. Every node is a genesis validator; the nodes find each
+//! other through the genesis, which lists their keys and addresses.
+//!
 //! `up` runs each node as a child process (`flux node run --config …`) in
 //! its own process group, so that the parent decides the order of shutdown;
 //! on Linux a child also receives SIGTERM if the parent dies without
@@ -31,7 +36,7 @@ use flux_types::{Amount, Genesis, GenesisAccount, GenesisValidator, Params, Secr
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::daemon::{ApiSection, MempoolSection, NodeFileConfig, read_genesis};
+use crate::daemon::{ApiSection, MempoolSection, NodeFileConfig, P2pSection, read_genesis};
 use crate::keystore::{Ensured, KeyFile, create_private_dir, write_key_file};
 use crate::{Context, DEFAULT_NODE_URL};
 
@@ -40,7 +45,9 @@ const CHAIN_ID: &str = "flux-devnet";
 /// Default API port of every node.
 const API_PORT_DEFAULT: u16 = 16127;
 /// Peer-to-peer port of every node.
-const P2P_PORT: u16 = 16125;
+const P2P_PORT: u16 = flux_chain::consensus::P2P_PORT_DEFAULT;
+/// Nodes of a new devnet unless `--nodes` says otherwise.
+const NODES_DEFAULT: usize = 4;
 /// Development keys funded in every devnet, at least.
 const DEV_KEYS_MIN: usize = 4;
 /// Balance of each development key.
@@ -60,7 +67,7 @@ pub(crate) enum DevnetCommand {
     Up(UpArgs),
     /// Write a devnet's genesis, keys and node configurations without starting it
     Init(InitArgs),
-    /// Show each node of a devnet and its height
+    /// Show each node of a devnet: height, last block and peers
     Status {
         /// The devnet's directory [default: HOME/devnet]
         #[arg(long, value_name = "DIR")]
@@ -70,7 +77,7 @@ pub(crate) enum DevnetCommand {
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct InitArgs {
-    /// Number of nodes [default: 1]
+    /// Number of nodes, all validators [default: 4]
     #[arg(long)]
     nodes: Option<usize>,
     /// The devnet's directory [default: HOME/devnet]
@@ -150,6 +157,8 @@ struct NodeSummary {
     name: String,
     api: String,
     dashboard: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p2p: Option<SocketAddr>,
     config: PathBuf,
     log: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,14 +303,9 @@ impl Devnet {
     }
 
     fn create(ctx: &Context, dir: &Path, args: &InitArgs) -> Result<Devnet> {
-        let count = args.nodes.unwrap_or(1);
-        if count == 0 {
-            bail!("a devnet needs at least one node");
-        }
-        if count > 1 {
-            bail!(
-                "multi-node devnets need consensus between validators, which this version does not have yet; use --nodes 1"
-            );
+        let count = args.nodes.unwrap_or(NODES_DEFAULT);
+        if count == 0 || count > NODES_MAX {
+            bail!("a devnet has 1 to {NODES_MAX} nodes, not {count}");
         }
         if let Ok(mut entries) = fs::read_dir(dir)
             && entries.next().is_some()
@@ -363,6 +367,11 @@ impl Devnet {
                     request_timeout_ms: None,
                 },
                 mempool: MempoolSection::default(),
+                p2p: Some(P2pSection {
+                    listen: SocketAddr::from((host, P2P_PORT)),
+                    bootstrap: Vec::new(),
+                    worker_threads: None,
+                }),
             };
             let config_path = node_dir.join("config.toml");
             let text = format!(
@@ -427,6 +436,7 @@ impl Devnet {
                     name: node.name.clone(),
                     api: format!("{}/api/v1", node.api_url()),
                     dashboard: format!("{}/", node.api_url()),
+                    p2p: node.config.p2p.as_ref().map(|p2p| p2p.listen),
                     config: node.config_path.clone(),
                     log: node.log_path(),
                     pid: pids.get(i).copied(),
@@ -747,7 +757,47 @@ fn wait_until_ready(
             std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS * 2));
         }
     }
-    Ok(())
+    // Answering is not enough: the nodes must also have found each other
+    // and finalize blocks together.
+    let first = &devnet.nodes[0];
+    let client = Client::with_timeout(&first.api_url(), Duration::from_millis(1_000))?;
+    let start_height = client.status().map(|s| s.height).unwrap_or(0);
+    spinner.set_message(format!(
+        "waiting for the {} node(s) to finalize a block",
+        devnet.nodes.len()
+    ));
+    loop {
+        if signals.received() > 0 {
+            return Ok(());
+        }
+        if let Some((name, log, status)) = children.exited() {
+            return Err(exited_error(&name, &log, status));
+        }
+        if client
+            .status()
+            .is_ok_and(|status| status.height > start_height)
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = devnet
+                .nodes
+                .iter()
+                .map(|node| {
+                    format!(
+                        "last lines of {}:\n{}",
+                        node.log_path().display(),
+                        log_tail(&node.log_path())
+                    )
+                })
+                .collect();
+            bail!(
+                "the devnet finalized no block within {timeout_secs} s (height {start_height}); {}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS * 2));
+    }
 }
 
 /// `flux`, with ` --home HOME` when the home is not the default one.
@@ -782,11 +832,15 @@ fn show_up(ctx: &Context, text: &mut crate::output::Text, summary: &Summary) {
     ));
     text.blank();
     for node in &summary.nodes {
-        text.line(format!("{}:", node.name)).fields(&[
+        let mut fields = vec![
             ("  API", node.api.clone()),
             ("  dashboard", node.dashboard.clone()),
-            ("  log", node.log.display().to_string()),
-        ]);
+        ];
+        if let Some(p2p) = node.p2p {
+            fields.push(("  peer-to-peer", p2p.to_string()));
+        }
+        fields.push(("  log", node.log.display().to_string()));
+        text.line(format!("{}:", node.name)).fields(&fields);
     }
     text.blank();
     text.line("Development keys (well known to everyone: never give them real value):");
@@ -836,6 +890,8 @@ struct NodeStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     mempool_txs: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -861,6 +917,7 @@ fn status(ctx: &Context, dir: Option<PathBuf>) -> Result<()> {
                 height: Some(status.height),
                 last_block_hash: Some(status.last_block_hash.to_string()),
                 mempool_txs: Some(status.mempool_txs),
+                peers: Some(status.peers),
                 error: None,
             },
             Err(error) => NodeStatus {
@@ -870,6 +927,7 @@ fn status(ctx: &Context, dir: Option<PathBuf>) -> Result<()> {
                 height: None,
                 last_block_hash: None,
                 mempool_txs: None,
+                peers: None,
                 error: Some(error.to_string()),
             },
         };
@@ -893,11 +951,20 @@ fn status(ctx: &Context, dir: Option<PathBuf>) -> Result<()> {
                     s.mempool_txs
                         .map(|m| m.to_string())
                         .unwrap_or_else(|| "-".into()),
+                    s.peers.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
         text.table(
-            &["NODE", "API", "STATE", "HEIGHT", "LAST BLOCK", "MEMPOOL"],
+            &[
+                "NODE",
+                "API",
+                "STATE",
+                "HEIGHT",
+                "LAST BLOCK",
+                "MEMPOOL",
+                "PEERS",
+            ],
             &rows,
             "no nodes",
         );

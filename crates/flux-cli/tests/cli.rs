@@ -1,10 +1,13 @@
 //! Runs the real `flux` binary with a temporary home: the keystore, a devnet
-//! end to end, the errors a user can cause, and a node killed with SIGKILL
-//! under load.
+//! end to end, the errors a user can cause, a node killed with SIGKILL
+//! under load, and four-node networks of node processes: agreement, a
+//! transfer visible everywhere, a crashed validator that catches up, and a
+//! halt with two of four down that resumes when one returns.
 //!
-//! Each test that starts nodes uses its own loopback address and a free
-//! port, so tests run in parallel without meeting. Every process a test
-//! starts is owned by a guard that stops it when the test ends, failed or not.
+//! Each test that starts nodes uses its own range of loopback addresses
+//! (127.0.N.x, N distinct per test) and a free API port, so tests run in
+//! parallel without meeting. Every process a test starts is owned by a guard
+//! that stops it when the test ends, failed or not.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
@@ -458,8 +461,10 @@ fn devnet_refuses_what_it_cannot_do() {
     let dir = temp.path().join("devnet");
     let dir_text = dir.display().to_string();
 
-    let error = flux.fails(&["devnet", "init", "--dir", &dir_text, "--nodes", "2"]);
-    assert!(error.contains("--nodes 1"), "{error}");
+    for nodes in ["0", "65"] {
+        let error = flux.fails(&["devnet", "init", "--dir", &dir_text, "--nodes", nodes]);
+        assert!(error.contains("1 to 64 nodes"), "{error}");
+    }
 
     // A key named dev0 that is not the development key is never overwritten.
     flux.ok(&["keys", "new", "dev0"]);
@@ -484,7 +489,7 @@ fn devnet_refuses_what_it_cannot_do() {
 
 #[test]
 fn devnet_end_to_end() {
-    let setup = Setup::new(Ipv4Addr::new(127, 0, 0, 51));
+    let setup = Setup::new(Ipv4Addr::new(127, 0, 1, 1));
     let flux = &setup.flux;
     let mut devnet = setup.devnet_up();
 
@@ -676,10 +681,19 @@ fn devnet_end_to_end() {
     );
     assert_eq!(flux.json(&["app", "list"]).as_array().unwrap().len(), 0);
 
-    // `devnet status` sees the node; a second `up` on the same directory is refused while it runs.
+    // `devnet status` sees the four nodes and their peers; a second `up` on
+    // the same directory is refused while it runs.
     let dir = setup.devnet_dir().display().to_string();
     let statuses = flux.json(&["devnet", "status", "--dir", &dir]);
-    assert_eq!(statuses[0]["up"], true, "{statuses}");
+    assert_eq!(statuses.as_array().unwrap().len(), 4, "{statuses}");
+    for node in statuses.as_array().unwrap() {
+        assert_eq!(node["up"], true, "{statuses}");
+        assert!(node["height"].as_u64().unwrap() >= 1, "{statuses}");
+    }
+    assert!(
+        flux.ok(&["devnet", "status", "--dir", &dir])
+            .contains("PEERS")
+    );
     let error = flux.fails(&["devnet", "up", "--dir", &dir]);
     assert!(error.contains("already answers"), "{error}");
 
@@ -709,7 +723,7 @@ fn devnet_end_to_end() {
 /// committed is still there and that the balances add up.
 #[test]
 fn node_killed_under_load_loses_nothing_committed() {
-    let setup = Setup::new(Ipv4Addr::new(127, 0, 0, 52));
+    let setup = Setup::new(Ipv4Addr::new(127, 0, 2, 1));
     let flux = setup.flux.clone();
     let dir = setup.devnet_dir();
     let (dir_text, ip, port) = (
@@ -728,6 +742,8 @@ fn node_killed_under_load_loses_nothing_committed() {
         &port,
         "--block-interval-ms",
         "100",
+        "--nodes",
+        "1",
     ]);
     let config = dir.join("node-0").join("config.toml").display().to_string();
     let node_log = dir.join("node-0").join("node.log");
@@ -879,4 +895,358 @@ fn node_killed_under_load_loses_nothing_committed() {
     // The restarted node keeps producing blocks and accepting transfers.
     let after = flux.json(&["wallet", "send", "--from", "dev0", "--to", "bob", "1"]);
     assert_eq!(after["status"], "committed", "{after}");
+}
+
+/// How long a network gets to reach a condition.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Polls `condition` until it holds; panics with `what` and the logs after `timeout`.
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    logs: impl Fn() -> String,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A devnet of several nodes on 127.0.`subnet`.1 and up, each node its own
+/// `flux node run` process (or all of them under one `flux devnet up`).
+struct Cluster {
+    setup: Setup,
+    urls: Vec<String>,
+    nodes: Vec<Option<Process>>,
+    devnet: Option<Process>,
+    starts: usize,
+}
+
+impl Cluster {
+    /// Writes a devnet of `count` nodes making a block every `block_interval_ms`.
+    fn init(subnet: u8, count: usize, block_interval_ms: u64) -> Cluster {
+        let setup = Setup::new(Ipv4Addr::new(127, 0, subnet, 1));
+        let dir = setup.devnet_dir().display().to_string();
+        setup.flux.ok(&[
+            "devnet",
+            "init",
+            "--dir",
+            &dir,
+            "--nodes",
+            &count.to_string(),
+            "--api-host",
+            &setup.ip.to_string(),
+            "--api-port",
+            &setup.port.to_string(),
+            "--block-interval-ms",
+            &block_interval_ms.to_string(),
+        ]);
+        let urls = (0..count)
+            .map(|i| format!("http://127.0.{subnet}.{}:{}", i + 1, setup.port))
+            .collect();
+        Cluster {
+            setup,
+            urls,
+            nodes: (0..count).map(|_| None).collect(),
+            devnet: None,
+            starts: 0,
+        }
+    }
+
+    fn node_log(&self, i: usize) -> PathBuf {
+        self.setup
+            .devnet_dir()
+            .join(format!("node-{i}"))
+            .join("node.log")
+    }
+
+    /// The last lines of every node's log.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            match node {
+                Some(process) => text.push_str(&process.logs()),
+                None => {
+                    let path = self.node_log(i);
+                    let content = std::fs::read_to_string(&path).unwrap_or_default();
+                    let tail: Vec<&str> = content.lines().rev().take(20).collect();
+                    text.push_str(&format!("--- {} (stopped) ---\n", path.display()));
+                    for line in tail.into_iter().rev() {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+            }
+        }
+        if let Some(devnet) = &self.devnet {
+            text.push_str(&devnet.logs());
+        }
+        text
+    }
+
+    /// `flux` talking to node `i`.
+    fn flux(&self, i: usize) -> Flux {
+        Flux::new(&self.setup.flux.home, &self.urls[i])
+    }
+
+    /// Starts node `i` as its own process and waits for its API.
+    fn start(&mut self, i: usize) {
+        let config = self
+            .setup
+            .devnet_dir()
+            .join(format!("node-{i}"))
+            .join("config.toml")
+            .display()
+            .to_string();
+        self.starts += 1;
+        let log = self
+            .setup
+            .root
+            .join(format!("node-{i}-run-{}.log", self.starts));
+        let mut process = Process::spawn(
+            &format!("node {i}"),
+            &self.flux(i),
+            &["node", "run", "--config", &config],
+            log.clone(),
+            vec![],
+        );
+        process.node_logs = vec![log];
+        self.flux(i).wait_for_node(&mut process);
+        self.nodes[i] = Some(process);
+    }
+
+    /// Starts the whole devnet with `flux devnet up`.
+    fn up(&mut self) {
+        let mut process = self.setup.devnet_up();
+        process.node_logs = (0..self.urls.len()).map(|i| self.node_log(i)).collect();
+        self.devnet = Some(process);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self, i: usize) {
+        let mut process = self.nodes[i].take().expect("node is running");
+        process.kill();
+    }
+
+    fn status(&self, i: usize) -> Option<Value> {
+        let run = self.flux(i).run(&["--json", "chain", "status"]);
+        run.success
+            .then(|| serde_json::from_str(&run.stdout).expect("status is JSON"))
+    }
+
+    fn height(&self, i: usize) -> Option<u64> {
+        self.status(i).and_then(|s| s["height"].as_u64())
+    }
+
+    /// Header fields of block `height` as node `i` stores it.
+    fn header(&self, i: usize, height: u64) -> Value {
+        self.flux(i).json(&["chain", "block", &height.to_string()])["header"].clone()
+    }
+
+    /// Waits until `nodes` all reach `height`.
+    fn wait_height(&self, nodes: &[usize], height: u64) {
+        wait_for(
+            &format!("nodes {nodes:?} at height {height}"),
+            NETWORK_TIMEOUT,
+            || self.logs(),
+            || {
+                nodes
+                    .iter()
+                    .all(|&i| self.height(i).is_some_and(|h| h >= height))
+            },
+        );
+    }
+
+    /// The highest height among `nodes`.
+    fn max_height(&self, nodes: &[usize]) -> u64 {
+        nodes
+            .iter()
+            .filter_map(|&i| self.height(i))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Asserts that `nodes` hold the same block and state root at the
+    /// highest height they all have.
+    fn assert_agree(&self, nodes: &[usize]) -> u64 {
+        let common = nodes
+            .iter()
+            .map(|&i| self.height(i).expect("node answers"))
+            .min()
+            .unwrap();
+        let headers: Vec<Value> = nodes.iter().map(|&i| self.header(i, common)).collect();
+        for (header, i) in headers.iter().zip(nodes) {
+            assert_eq!(
+                header["state_root"], headers[0]["state_root"],
+                "node {i} has another state root at height {common}"
+            );
+            assert_eq!(header, &headers[0], "node {i} has another block {common}");
+        }
+        common
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Each process's own guard stops it; the devnet process stops its nodes.
+        self.devnet.take();
+        for node in &mut self.nodes {
+            node.take();
+        }
+    }
+}
+
+/// `flux devnet up` starts four node processes that agree on one chain; a
+/// transfer sent to any node is finalized and visible on all four.
+#[test]
+fn four_nodes_agree_and_transfers_reach_every_node() {
+    let mut cluster = Cluster::init(3, 4, 200);
+    cluster.up();
+    let all = [0, 1, 2, 3];
+    cluster.wait_height(&all, 3);
+    let dir = cluster.setup.devnet_dir().display().to_string();
+    wait_for(
+        "every node to hear its three peers",
+        NETWORK_TIMEOUT,
+        || cluster.logs(),
+        || {
+            let statuses = cluster
+                .setup
+                .flux
+                .json(&["devnet", "status", "--dir", &dir]);
+            statuses
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["peers"].as_u64() == Some(3))
+        },
+    );
+    let bob = cluster.setup.flux.json(&["keys", "new", "bob"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (sent, via) in all.iter().enumerate() {
+        let receipt = cluster
+            .flux(*via)
+            .json(&["wallet", "send", "--from", "dev0", "--to", &bob, "1"]);
+        assert_eq!(receipt["status"], "committed", "via node {via}: {receipt}");
+        let expected = format!("{}.00000000", sent + 1);
+        wait_for(
+            &format!("bob's balance {expected} on every node"),
+            NETWORK_TIMEOUT,
+            || cluster.logs(),
+            || {
+                all.iter()
+                    .all(|&i| cluster.flux(i).balance(&bob) == expected)
+            },
+        );
+        let height = receipt["height"].as_u64().unwrap().to_string();
+        for i in all {
+            let tx = cluster
+                .flux(i)
+                .json(&["chain", "tx", receipt["hash"].as_str().unwrap()]);
+            assert_eq!(tx["status"], "committed", "node {i}: {tx}");
+            assert_eq!(
+                tx["receipt"]["height"].to_string(),
+                height,
+                "node {i}: {tx}"
+            );
+        }
+    }
+    let agreed = cluster.assert_agree(&all);
+    assert!(agreed >= 3);
+}
+
+/// SIGKILL one validator of four: the others keep finalizing; restarted, it
+/// catches up to the same state root. With two of four down no block is
+/// finalized; when one returns the chain resumes, and a transfer sent during
+/// the halt is finalized.
+#[test]
+fn crashed_validator_catches_up_and_two_down_halt_the_chain() {
+    let mut cluster = Cluster::init(4, 4, 200);
+    let all = [0, 1, 2, 3];
+    for i in all {
+        cluster.start(i);
+    }
+    cluster.wait_height(&all, 3);
+
+    // One down: the other three keep finalizing, transfers included.
+    cluster.kill(3);
+    let before = cluster.max_height(&[0, 1, 2]);
+    cluster.wait_height(&[0, 1, 2], before + 10);
+    let sent = cluster
+        .flux(1)
+        .json(&["wallet", "send", "--from", "dev1", "--to", "dev2", "5"]);
+    assert_eq!(sent["status"], "committed", "{sent}");
+
+    // Back up: it catches up and agrees.
+    cluster.start(3);
+    let target = cluster.max_height(&[0, 1, 2]);
+    cluster.wait_height(&[3], target);
+    cluster.assert_agree(&all);
+    let tx = cluster
+        .flux(3)
+        .json(&["chain", "tx", sent["hash"].as_str().unwrap()]);
+    assert_eq!(tx["status"], "committed", "{tx}");
+
+    // Two down: no quorum. Blocks already certified may still land; after
+    // that, the height holds still.
+    cluster.kill(2);
+    cluster.kill(3);
+    let mut halted = cluster.max_height(&[0, 1]);
+    let mut still_since = Instant::now();
+    wait_for(
+        "the height to stop moving",
+        NETWORK_TIMEOUT,
+        || cluster.logs(),
+        || {
+            let now = cluster.max_height(&[0, 1]);
+            if now != halted {
+                halted = now;
+                still_since = Instant::now();
+            }
+            still_since.elapsed() >= Duration::from_secs(3)
+        },
+    );
+    // Twenty block intervals and several view timeouts without a block.
+    let observed = Instant::now();
+    while observed.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            cluster.max_height(&[0, 1]),
+            halted,
+            "a block was finalized with two of four validators down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pending = cluster.flux(0).json(&[
+        "wallet",
+        "send",
+        "--from",
+        "dev2",
+        "--to",
+        "dev3",
+        "7",
+        "--no-wait",
+    ]);
+    let hash = pending["hash"].as_str().unwrap().to_string();
+
+    // One returns: three of four, the chain resumes and takes the transfer.
+    cluster.start(2);
+    cluster.wait_height(&[0, 1, 2], halted + 3);
+    wait_for(
+        "the transfer sent during the halt",
+        NETWORK_TIMEOUT,
+        || cluster.logs(),
+        || cluster.flux(2).json(&["chain", "tx", &hash])["status"] == "committed",
+    );
+    cluster.start(3);
+    let target = cluster.max_height(&[0, 1, 2]);
+    cluster.wait_height(&[3], target);
+    cluster.assert_agree(&all);
 }

@@ -47,13 +47,17 @@ pub const P2P_PORT_DEFAULT: u16 = 16125;
 /// Most peers one node keeps in a peer set: the committee, bootstrap peers
 /// and the registered nodes that may connect to it. Registered nodes beyond
 /// it are not accepted (the committee always is).
-pub const PEERS_MAX: usize = 1024;
+pub const PEERS_MAX: usize = 256;
 /// Messages per second one peer may send on a consensus channel.
 const CONSENSUS_MESSAGES_PER_SECOND: u32 = 1_000;
 /// Messages per second one peer may send on the block and backfill channels.
 const BLOCK_MESSAGES_PER_SECOND: u32 = 1_000;
 /// Messages per second one peer may send on the mempool channel.
 const MEMPOOL_MESSAGES_PER_SECOND: u32 = 200;
+/// Messages one peer may send at once, on any channel. Each channel's inbound
+/// queue holds this many messages for every peer it may hear from, so this
+/// bounds the memory a channel can take.
+const BURST_MESSAGES: u32 = 64;
 
 /// The largest message any node sends: a certificate of the largest
 /// committee, a block of the largest size with its certificate, or a
@@ -72,18 +76,17 @@ pub fn max_message_size() -> u32 {
 
 /// The per-peer rate of each channel, in the order of [`Channels`].
 pub fn channel_quotas() -> [(u64, Quota); 6] {
-    let consensus = Quota::per_second(NZU32!(CONSENSUS_MESSAGES_PER_SECOND));
-    let blocks = Quota::per_second(NZU32!(BLOCK_MESSAGES_PER_SECOND));
+    let burst = NZU32!(BURST_MESSAGES);
+    let consensus = Quota::per_second(NZU32!(CONSENSUS_MESSAGES_PER_SECOND)).allow_burst(burst);
+    let blocks = Quota::per_second(NZU32!(BLOCK_MESSAGES_PER_SECOND)).allow_burst(burst);
+    let mempool = Quota::per_second(NZU32!(MEMPOOL_MESSAGES_PER_SECOND)).allow_burst(burst);
     [
         (channel::VOTES, consensus),
         (channel::CERTIFICATES, consensus),
         (channel::RESOLVER, consensus),
         (channel::BLOCKS, blocks),
         (channel::BACKFILL, blocks),
-        (
-            channel::MEMPOOL,
-            Quota::per_second(NZU32!(MEMPOOL_MESSAGES_PER_SECOND)),
-        ),
+        (channel::MEMPOOL, mempool),
     ]
 }
 
