@@ -58,8 +58,11 @@ pub struct GatewayConfig {
     pub response_header_size_bytes_max: usize,
     /// Most header fields in a request or response head.
     pub headers_count_max: usize,
-    /// Most time a client may take to send a complete request head, ms; the
-    /// connection is closed after it (this is what stops a slowloris client).
+    /// Most time a client may take to send a complete request head, counted
+    /// from when the gateway starts waiting for it (the connection opened or
+    /// the previous response was sent), ms; then the connection is closed.
+    /// This is what stops a slowloris client, and it is also how long an idle
+    /// keep-alive connection stays open.
     pub header_read_timeout_ms: u64,
     /// A connection (client side, HTTP or TCP, upgraded or not) that moves no
     /// byte in either direction for this long is closed, ms.

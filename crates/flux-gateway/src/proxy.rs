@@ -17,7 +17,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::backend::{BackendState, Group, Outstanding, Tried};
+use crate::backend::{Group, Outstanding, Tried};
 use crate::body::{GatewayBody, OutBody, Release};
 use crate::gateway::Shared;
 use crate::problem;
@@ -248,8 +248,13 @@ fn no_backend(shared: &Shared, group: &Group, app: &str, port: u16) -> Response<
     problem::no_backend(app, port, retry_after_s)
 }
 
-/// Tries backends until one answers; `Err(n)` after `n` failed attempts
+/// Tries backends until one answers; `Err(n)` after `n` backends failed
 /// (0: no healthy backend at all).
+///
+/// On each backend a pooled connection is tried first. One that fails may
+/// simply have been closed by the backend while idle (the keep-alive race),
+/// so the request then goes to the same backend once more on a new
+/// connection; only a new connection failing counts against the backend.
 async fn attempt(
     shared: &Shared,
     group: &Group,
@@ -259,13 +264,7 @@ async fn attempt(
     let mut tried = Tried::default();
     let mut pending = Some(request);
     let mut attempts = 0u32;
-    while attempts <= shared.config.retries_max {
-        let Some(request) = pending
-            .take()
-            .or_else(|| copy.as_ref().map(HeadCopy::request))
-        else {
-            break;
-        };
+    'backends: while attempts <= shared.config.retries_max {
         let Some((index, backend)) = group.pick(shared.config.balance, &tried) else {
             break;
         };
@@ -275,52 +274,55 @@ async fn attempt(
         }
         attempts += 1;
         let outstanding = Outstanding::new(Arc::clone(backend));
-        let (mut sender, reused) = match checkout(shared, backend).await {
-            Ok(checked_out) => checked_out,
-            Err(error) => {
-                tracing::debug!(backend = %backend.addr, %error, "cannot connect to backend");
-                backend.record_failure(&shared.clock, &shared.config);
+        let mut pooled = backend.take_idle(&shared.config);
+        loop {
+            // Nothing can be sent again once a body went out.
+            let Some(request) = pending
+                .take()
+                .or_else(|| copy.as_ref().map(HeadCopy::request))
+            else {
+                break 'backends;
+            };
+            let reused = pooled.is_some();
+            let mut sender = match pooled.take() {
+                Some(sender) => sender,
+                None => match connect(shared, backend.addr, false).await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        tracing::debug!(backend = %backend.addr, %error, "cannot connect to backend");
+                        backend.record_failure(&shared.clock, &shared.config);
+                        pending = Some(request);
+                        continue 'backends;
+                    }
+                },
+            };
+            if reused && sender.ready().await.is_err() {
                 pending = Some(request);
+                pooled = backend.take_idle(&shared.config);
                 continue;
             }
-        };
-        match sender.try_send_request(request).await {
-            Ok(response) => {
-                return Ok((
-                    response,
-                    Release {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let release = Release {
                         sender: Some(sender),
                         outstanding,
-                    },
-                ));
-            }
-            Err(mut error) => {
-                // Nothing reached the backend when hyper hands the request back.
-                pending = error.take_message();
-                let error = error.into_error();
-                tracing::debug!(backend = %backend.addr, %error, reused, "backend failed the request");
-                // A pooled connection may simply have been closed by the
-                // backend while idle; a fresh one failing is the backend's fault.
-                if !reused {
-                    backend.record_failure(&shared.clock, &shared.config);
+                    };
+                    return Ok((response, release));
+                }
+                Err(mut error) => {
+                    // Nothing reached the backend when hyper hands the request back.
+                    pending = error.take_message();
+                    let error = error.into_error();
+                    tracing::debug!(backend = %backend.addr, %error, reused, "backend failed the request");
+                    if !reused {
+                        backend.record_failure(&shared.clock, &shared.config);
+                        continue 'backends;
+                    }
                 }
             }
         }
     }
     Err(if tried.is_empty() { 0 } else { attempts })
-}
-
-/// A ready connection to the backend: a pooled one if any, otherwise a new one.
-async fn checkout(
-    shared: &Shared,
-    backend: &BackendState,
-) -> io::Result<(SendRequest<OutBody>, bool)> {
-    while let Some(mut sender) = backend.take_idle(&shared.config) {
-        if sender.ready().await.is_ok() {
-            return Ok((sender, true));
-        }
-    }
-    Ok((connect(shared, backend.addr, false).await?, false))
 }
 
 /// Opens an HTTP/1.1 connection to a backend.

@@ -673,6 +673,68 @@ async fn a_killed_backend_costs_a_bounded_error_window_and_is_probed_back() {
     );
 }
 
+/// A backend that answers the first request of each connection and closes
+/// the connection when a second one arrives, as a server does whose
+/// keep-alive timeout fires just as the gateway reuses the connection.
+async fn start_one_shot_backend(addr: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            while connections.try_join_next().is_some() {}
+            connections.spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                // The next request on this connection is dropped with the connection.
+                let _ = stream.read(&mut buffer).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_closed_by_the_backend_is_retried_on_a_new_one() {
+    let (addr, task) = start_one_shot_backend(SocketAddr::new(ip(46), 0)).await;
+    let routes = table(&[Port {
+        app: "flaky",
+        port: addr.port(),
+        backends: vec![(addr, false)],
+        domain: None,
+    }]);
+    let gateway = Gateway::start(config(45), routes).await.unwrap();
+    let client = client();
+    for i in 0..20 {
+        let answer = get(&client, &gateway, "flaky.flux.localhost", "/").await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body, "ok");
+    }
+    assert!(
+        gateway.backends()[0].healthy,
+        "a closed keep-alive connection is no failure"
+    );
+    task.abort();
+}
+
 #[tokio::test]
 async fn websocket_echoes_through_the_gateway() {
     let backend = HttpBackend::start("ws", SocketAddr::new(ip(51), 0)).await;
@@ -885,12 +947,15 @@ async fn closed_by_peer(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// The header read timeout of the slowloris test, ms.
+const SLOW_HEADER_TIMEOUT_MS: u64 = 1_500;
+
 #[tokio::test]
 async fn slow_clients_do_not_block_others() {
     let backend = HttpBackend::start("fast", SocketAddr::new(ip(101), 0)).await;
     let gateway = Gateway::start(
         GatewayConfig {
-            header_read_timeout_ms: 500,
+            header_read_timeout_ms: SLOW_HEADER_TIMEOUT_MS,
             connections_per_ip_max: 4,
             connections_max: 64,
             ..config(100)
