@@ -285,15 +285,18 @@ async fn wait_until(context: &Context, what: &str, mut condition: impl FnMut() -
     }
 }
 
+/// Blocks per epoch in the lossy scenario.
+const EPOCH_LENGTH: u64 = 20;
+
 /// Four validators, lossy links, transfers sent to every node in turn, and
-/// one validator killed mid-run and restarted. Returns the state root every
+/// one validator killed mid-run and restarted three epochs later. Returns the state root every
 /// node agrees on at `target`, and the runtime's audit digest.
 fn lossy_network_with_a_crash(seed: u64, target: u64) -> (Hash, String) {
     let temp = tempfile::tempdir().unwrap();
     let root = temp.path().to_path_buf();
     runner(seed).start(|context| async move {
         let names = ["v0", "v1", "v2", "v3"];
-        let genesis = genesis(&names, 20);
+        let genesis = genesis(&names, EPOCH_LENGTH);
         let link = Link {
             latency: Duration::from_millis(40),
             jitter: Duration::from_millis(20),
@@ -314,8 +317,15 @@ fn lossy_network_with_a_crash(seed: u64, target: u64) -> (Hash, String) {
         for nonce in 0..24u64 {
             context.sleep(Duration::from_millis(250)).await;
             if nonce == 11 {
-                // Unclean stop: the tasks die mid-flight, nothing is flushed on purpose.
+                // Unclean stop: the tasks die mid-flight, nothing is flushed on
+                // purpose. It stays down for several epochs, so it must catch
+                // up across epoch boundaries when it returns.
                 nodes[2].crash();
+                let down_at = nodes[0].height();
+                wait_until(&context, "three epochs without node 2", || {
+                    nodes[0].height() >= down_at + 3 * EPOCH_LENGTH
+                })
+                .await;
             }
             if nonce == 17 {
                 nodes[2]
@@ -355,12 +365,12 @@ fn lossy_network_with_a_crash(seed: u64, target: u64) -> (Hash, String) {
 
 #[test]
 fn same_seed_same_chain_despite_loss_and_a_crash() {
-    let (root, audit) = lossy_network_with_a_crash(7, 60);
-    let (again_root, again_audit) = lossy_network_with_a_crash(7, 60);
+    let (root, audit) = lossy_network_with_a_crash(7, 120);
+    let (again_root, again_audit) = lossy_network_with_a_crash(7, 120);
     assert_eq!(root, again_root, "same seed, different state root");
     assert_eq!(audit, again_audit, "same seed, different execution");
     // Another seed schedules differently and still agrees across nodes.
-    let (other_root, _) = lossy_network_with_a_crash(8, 60);
+    let (other_root, _) = lossy_network_with_a_crash(8, 120);
     assert_ne!(other_root, Hash::ZERO);
 }
 

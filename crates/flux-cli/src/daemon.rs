@@ -52,7 +52,11 @@ The configuration is a TOML file; relative paths are relative to the file's dire
 With [p2p] the node joins the network of its genesis: it dials the genesis
 validators, the committee of each epoch and the bootstrap peers, and accepts
 connections from registered nodes. It validates in the epochs whose committee
-holds its key and follows the chain otherwise.
+holds its key and follows the chain otherwise. `listen` may be 0.0.0.0:16125;
+peer addresses are IP:PORT or names resolved when the node starts. A network
+whose validators have private addresses (a devnet, a Docker network) accepts
+private peers; on one machine (loopback) a peer's key, not its source
+address, identifies it.
 
 `flux devnet up` writes such a file for each of its nodes.";
 

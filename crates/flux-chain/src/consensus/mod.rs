@@ -211,13 +211,11 @@ struct LookupTracker {
 impl LookupTracker {
     fn address(member: &Member) -> Option<SocketAddr> {
         let endpoint = member.p2p_endpoint.as_deref()?;
-        match endpoint.parse() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                tracing::warn!(endpoint, key = %member.key, "peer endpoint is not IP:PORT; not dialling it");
-                None
-            }
+        let address = resolve(endpoint);
+        if address.is_none() {
+            tracing::warn!(endpoint, key = %member.key, "peer endpoint is neither IP:PORT nor a name that resolves; not dialling it");
         }
+        address
     }
 
     fn bootstrap_map(&self, extra: &[Member]) -> Vec<(ed25519::PublicKey, Address)> {
@@ -335,7 +333,18 @@ pub(crate) fn start(node: Node, config: NetworkConfig) -> Result<Running, ChainE
                         NZUsize!(4096),
                     );
                     let ip = config.listen.ip();
-                    if is_private(ip) {
+                    // Where the genesis validators are tells what network this is
+                    // when the node listens on an unspecified address.
+                    let validators: Vec<IpAddr> = genesis
+                        .validators
+                        .iter()
+                        .filter_map(|v| resolve(&v.p2p_endpoint))
+                        .map(|a| a.ip())
+                        .collect();
+                    let all = |test: fn(IpAddr) -> bool| {
+                        !validators.is_empty() && validators.iter().all(|ip| test(*ip))
+                    };
+                    if is_private(ip) || all(is_private) {
                         // A devnet or a private network: peers have private addresses.
                         let local = lookup::Config::local(
                             p2p.handshake.clone(),
@@ -348,7 +357,7 @@ pub(crate) fn start(node: Node, config: NetworkConfig) -> Result<Running, ChainE
                         p2p = local;
                         p2p.block_duration = Duration::from_secs(60);
                     }
-                    if ip.is_loopback() {
+                    if ip.is_loopback() || all(|ip| ip.is_loopback()) {
                         // On one machine every connection comes from 127.0.0.1
                         // whatever loopback address the peer listens on; the
                         // handshake still authenticates the peer's key.
@@ -410,6 +419,16 @@ pub(crate) fn start(node: Node, config: NetworkConfig) -> Result<Running, ChainE
         stop: Mutex::new(Some(stop)),
         thread: Mutex::new(Some(thread)),
     })
+}
+
+/// `IP:PORT`, or `NAME:PORT` resolved once (the first address wins): the
+/// peer must then connect from that address.
+fn resolve(endpoint: &str) -> Option<SocketAddr> {
+    if let Ok(address) = endpoint.parse() {
+        return Some(address);
+    }
+    use std::net::ToSocketAddrs as _;
+    endpoint.to_socket_addrs().ok()?.next()
 }
 
 /// Loopback, RFC 1918 and unique-local addresses.
