@@ -176,8 +176,10 @@ where
     let me = signer.public_key();
     let epocher = epocher(&genesis)?;
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(1024));
-    let genesis_state = State0::of(&ledger, &genesis)?;
-    let anchor = ChainBlock::anchor(genesis.genesis_time_ms, genesis_state.state_root);
+    let anchor = ChainBlock::anchor(
+        genesis.genesis_time_ms,
+        genesis_state_root(&ledger, &genesis)?,
+    );
     let anchor_digest = anchor.digest();
 
     // The committees up to the epoch this node resumes in.
@@ -477,23 +479,14 @@ where
 }
 
 /// The genesis state root, which the anchor commits to.
-struct State0 {
-    state_root: flux_types::Hash,
-}
-
-impl State0 {
-    fn of(ledger: &Ledger, genesis: &Genesis) -> Result<State0, ChainError> {
-        let state = ledger.finalized_state();
-        let state_root = if state.height() == 0 {
-            state.state_root()
-        } else {
-            flux_ledger::State::from_genesis(genesis)
-                .map_err(|e| ChainError::Genesis(e.to_string()))?
-                .0
-                .state_root()
-        };
-        Ok(State0 { state_root })
+fn genesis_state_root(ledger: &Ledger, genesis: &Genesis) -> Result<flux_types::Hash, ChainError> {
+    let state = ledger.finalized_state();
+    if state.height() == 0 {
+        return Ok(state.state_root());
     }
+    let (state, _) = flux_ledger::State::from_genesis(genesis)
+        .map_err(|e| ChainError::Genesis(e.to_string()))?;
+    Ok(state.state_root())
 }
 
 fn store_error(error: super::epochs::EpochsError) -> ChainError {

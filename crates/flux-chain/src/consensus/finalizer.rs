@@ -72,7 +72,8 @@ pub(crate) struct Committer {
 impl Committer {
     /// Commits every delivered block in order until marshal goes away or a
     /// commit fails; a failure leaves the block unacknowledged, which stops
-    /// finalization on this node rather than skipping the block.
+    /// finalization on this node rather than skipping the block, and is
+    /// reported through [`crate::Node::failure`].
     pub(crate) async fn run(
         self,
         context: impl commonware_runtime::Spawner,
@@ -93,7 +94,10 @@ impl Committer {
                 match blocking(&context, move || ledger.finalized(inner)).await {
                     Some(Ok(())) => {}
                     Some(Err(error)) => {
-                        tracing::error!(height = height.get(), %error, "committing a finalized block failed; this node stops following the chain until restarted");
+                        self.ledger.shared().fail(format!(
+                            "committing finalized block {} failed: {error}",
+                            height.get()
+                        ));
                         // Keep the acknowledgement: dropping it would stop marshal too.
                         std::future::pending::<()>().await;
                     }
@@ -101,7 +105,9 @@ impl Committer {
                 }
             }
             if let Err(error) = self.at_epoch_end(height, block.inner()) {
-                tracing::error!(height = height.get(), %error, "recording the next committee failed; this node stops following the chain until restarted");
+                self.ledger
+                    .shared()
+                    .fail(format!("recording the next committee failed: {error}"));
                 std::future::pending::<()>().await;
             }
             acknowledgement.acknowledge();
