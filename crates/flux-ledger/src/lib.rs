@@ -6,6 +6,7 @@
 
 mod error;
 mod exec;
+pub mod scheduler;
 mod state;
 
 pub use error::{BlockError, GenesisError, TxError};

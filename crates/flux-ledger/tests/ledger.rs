@@ -13,5 +13,7 @@ mod blocks;
 mod nodes;
 #[path = "ledger/properties.rs"]
 mod properties;
+#[path = "ledger/scheduler.rs"]
+mod scheduler;
 #[path = "ledger/transfers.rs"]
 mod transfers;

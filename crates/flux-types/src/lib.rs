@@ -5,6 +5,7 @@
 
 pub mod amount;
 pub mod app;
+pub mod benchmark;
 pub mod block;
 pub mod codec;
 pub mod crypto;
@@ -15,6 +16,7 @@ pub mod tx;
 
 pub use amount::{Amount, UNITS_PER_FLUX};
 pub use app::{AppSpec, Component, SpecError};
+pub use benchmark::{BenchmarkReport, Figure, FigureCheck};
 pub use block::{Block, BlockHeader};
 pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature};
 pub use genesis::{Genesis, GenesisAccount, GenesisValidator};
