@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "cli/containers.rs"]
+mod containers;
+
 const FLUX: &str = env!("CARGO_BIN_EXE_flux");
 /// How long a node gets to answer after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
