@@ -31,6 +31,10 @@ The configuration is a TOML file; relative paths are relative to the file's dire
     node_key = \"node_key.json\"        # the node's own key (a keystore file, mode 0600)
     block_interval_ms = 1000          # optional; default: the genesis params
     log = \"info\"                      # optional; a tracing filter, RUST_LOG overrides it
+    driver = \"auto\"                   # optional; how apps run: auto (Docker when an engine
+                                      # answers, exec otherwise), docker or exec; FLUX_DRIVER
+                                      # overrides it. Ports are published on the host of
+                                      # [api] listen.
 
     [api]
     listen = \"127.0.0.1:16127\"        # address of the HTTP API and the dashboard
@@ -71,6 +75,9 @@ pub(crate) struct NodeFileConfig {
     pub(crate) block_interval_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) log: Option<String>,
+    /// How apps run: `auto` (Docker when an engine answers, exec otherwise), `docker` or `exec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) driver: Option<String>,
     pub(crate) api: ApiSection,
     #[serde(default)]
     pub(crate) mempool: MempoolSection,
@@ -218,13 +225,61 @@ pub(crate) fn run(config_path: &Path) -> Result<()> {
     if let Some(value) = config.api.request_timeout_ms {
         api.request_timeout_ms = value;
     }
+    let agent = flux_node::AgentOptions {
+        driver: match driver_setting(config.driver.as_deref()).as_deref() {
+            None | Some("auto") => flux_agent::DriverChoice::Auto,
+            Some("docker") => flux_agent::DriverChoice::Docker,
+            Some("exec") => flux_agent::DriverChoice::Exec,
+            Some(other) => bail!(
+                "{}: driver = \"{other}\" is not one of auto, docker, exec",
+                config_path.display()
+            ),
+        },
+        host_ip: config.api.listen.ip(),
+        exec_state_dir: node_config.data_dir.join("exec"),
+        reconciler: flux_agent::ReconcilerConfig::default(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flux-node")
         .build()
         .context("cannot start the async runtime")?;
     let network = config.p2p.as_ref().map(network_config);
-    runtime.block_on(serve(node_config, network, api))
+    let options = flux_node::NodeOptions {
+        chain: node_config,
+        network,
+        api,
+        agent: Some(agent),
+    };
+    runtime.block_on(serve(options))
+}
+
+/// The driver setting: `FLUX_DRIVER` when set (so a whole devnet can be
+/// forced onto one driver), the configuration's otherwise.
+pub(crate) fn driver_setting(configured: Option<&str>) -> Option<String> {
+    std::env::var("FLUX_DRIVER")
+        .ok()
+        .filter(|value| !value.is_empty())
+        .or_else(|| configured.map(str::to_string))
+}
+
+/// Which driver a node with this setting gets on this machine: `docker`
+/// when an engine answers (and the setting allows it), `exec` otherwise.
+pub(crate) fn driver_in_use(configured: Option<&str>) -> &'static str {
+    if driver_setting(configured).as_deref() == Some("exec") {
+        return "exec";
+    }
+    let probe = async {
+        flux_agent::DockerDriver::connect("probe", flux_agent::DockerConfig::default())
+            .await
+            .is_ok()
+    };
+    let docker = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|runtime| runtime.block_on(probe))
+        .unwrap_or(false);
+    if docker { "docker" } else { "exec" }
 }
 
 /// The network settings of a `[p2p]` section.
@@ -244,63 +299,21 @@ fn network_config(p2p: &P2pSection) -> flux_chain::consensus::NetworkConfig {
     network
 }
 
-/// How often the node checks that its consensus engine still runs.
-const ENGINE_CHECK_MS: u64 = 500;
-
-async fn serve(
-    node_config: flux_chain::NodeConfig,
-    network: Option<flux_chain::consensus::NetworkConfig>,
-    api: flux_api::ApiConfig,
-) -> Result<()> {
+async fn serve(options: flux_node::NodeOptions) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
 
     // Install the handlers first, so that a signal during start-up is not lost.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let listen = api.listen;
-    let node = match network {
-        Some(network) => {
-            let p2p = network.listen;
-            let node = flux_chain::Node::start_network(node_config, network)
-                .await
-                .map_err(|e| anyhow!("the node failed to start: {e}"))?;
-            tracing::info!(api = %listen, %p2p, "node started; serving the API");
-            node
-        }
-        None => {
-            let node = flux_chain::Node::start(node_config)
-                .await
-                .map_err(|e| anyhow!("the node failed to start: {e}"))?;
-            tracing::info!(api = %listen, "node started; serving the API");
-            node
-        }
-    };
-    let watched = node.clone();
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let shutdown = async move {
-        let engine_failed = async {
-            loop {
-                if let Some(failure) = watched.failure() {
-                    return failure;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(ENGINE_CHECK_MS)).await;
-            }
-        };
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
             _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
-            failure = engine_failed => {
-                let _ = failed_tx.send(failure);
-            }
         }
     };
-    let served = flux_api::serve(node.clone(), api, shutdown).await;
-    node.shutdown().await;
-    tracing::info!("node stopped");
-    if let Ok(failure) = failed_rx.await {
-        bail!("the consensus engine stopped: {failure}");
-    }
-    served.map_err(|e| anyhow!("the API at {listen} failed: {e}"))
+    flux_node::run(options, shutdown)
+        .await
+        .map_err(|e| anyhow!("{e}"))
 }
 
 fn init_logging(filter: Option<&str>) {

@@ -360,6 +360,7 @@ impl Devnet {
                 node_key: PathBuf::from("node_key.json"),
                 block_interval_ms: None,
                 log: Some("info".to_string()),
+                driver: None,
                 api: ApiSection {
                     listen: SocketAddr::from((host, port)),
                     connections_max: None,
@@ -696,8 +697,20 @@ fn up(ctx: &Context, args: &UpArgs) -> Result<()> {
         children.stop(&signals, &ctx.out);
         return Ok(());
     }
+    if let Err(error) = register_nodes(ctx, &devnet, &signals) {
+        children.stop(&signals, &ctx.out);
+        return Err(error);
+    }
     let summary = devnet.summary(!created, &pids);
     ctx.out.show(&summary, |text| show_up(ctx, text, &summary));
+    if !ctx.out.is_json() {
+        let driver = crate::daemon::driver_in_use(devnet.nodes[0].config.driver.as_deref());
+        ctx.out.note(&if driver == "docker" {
+            "apps run with: docker".to_string()
+        } else {
+            "apps run with: exec (no Docker engine)".to_string()
+        });
+    }
 
     let result = loop {
         if signals.received() > 0 {
@@ -798,6 +811,73 @@ fn wait_until_ready(
         }
         std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS * 2));
     }
+}
+
+/// Region every devnet node registers in.
+const DEVNET_REGION: &str = "EU_CZ";
+
+/// Makes every node of the devnet a host: a node not yet registered is
+/// registered (Cumulus, its API address as endpoint) with the collateral of
+/// development key I for node I. Runs on every start, so a devnet whose
+/// registrations were interrupted completes them.
+fn register_nodes(ctx: &Context, devnet: &Devnet, signals: &Signals) -> Result<()> {
+    let first = &devnet.nodes[0];
+    let client = Client::with_timeout(&first.api_url(), Duration::from_millis(5_000))?;
+    let mut pending = Vec::new();
+    for (index, node) in devnet.nodes.iter().enumerate() {
+        let key_path = NodeFileConfig::resolve(&node.config_path, &node.config.node_key);
+        let node_key = crate::keystore::read_key_file(&key_path)?.secret()?;
+        let id = node_key.address();
+        match client.get_value(&format!("/api/v1/nodes/{id}")) {
+            Ok(_) => continue,
+            Err(error) if error.status() == Some(404) => {}
+            Err(error) => return Err(anyhow!("cannot read node {id}: {error}")),
+        }
+        let (_, owner) = devnet
+            .dev_keys
+            .get(index)
+            .ok_or_else(|| anyhow!("no development key funds {}", node.name))?;
+        let prepared = crate::submit::prepare(&client, owner)?;
+        let body = flux_types::TxBody::NodeRegister {
+            node_key: node_key.public_key(),
+            tier: flux_types::Tier::Cumulus,
+            endpoint: node.config.api.listen.to_string(),
+            region: DEVNET_REGION.to_string(),
+        };
+        let signed = prepared.sign(owner, body, None);
+        let hash = client.submit(&signed)?;
+        pending.push((node.name.clone(), hash));
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let spinner = ctx
+        .out
+        .spinner(format!("registering {} node(s) as hosts", pending.len()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some((name, hash)) = pending.first().cloned() {
+        if signals.received() > 0 {
+            return Ok(());
+        }
+        let status = client.tx_status(&hash)?;
+        match status.status.as_str() {
+            "committed" => {
+                pending.remove(0);
+            }
+            "rejected" => bail!(
+                "registering {name} was rejected: {}",
+                status.message.unwrap_or_else(|| "no reason given".into())
+            ),
+            other => {
+                if Instant::now() >= deadline {
+                    bail!("registering {name}: transaction {hash} is still {other} after 60 s");
+                }
+                spinner.set_message(format!("registering {name} ({other})"));
+                std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `flux`, with ` --home HOME` when the home is not the default one.

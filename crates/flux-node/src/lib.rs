@@ -1,0 +1,100 @@
+//! Run a Flux node: chain, API, agent (and later gateway) together.
+//!
+//! [`run`] starts the chain (the BFT engine when a network is configured,
+//! the single-validator loop otherwise), the agent that keeps this node's
+//! placed instances running, and the HTTP API, and stops them in reverse
+//! order when the caller's shutdown future completes or the consensus
+//! engine fails.
+//!
+//! - `placements`: which instances this node runs, from finalized state
+//!   (pure).
+//! - `agent`: the driver, the reconciler, and the loop that feeds it after
+//!   every finalized block.
+
+pub mod agent;
+mod error;
+pub mod placements;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use agent::{Agent, AgentOptions};
+pub use error::NodeError;
+
+/// How often the node checks that its consensus engine still runs.
+const ENGINE_CHECK_MS: u64 = 500;
+
+/// Everything a node runs.
+#[derive(Debug)]
+pub struct NodeOptions {
+    /// The chain: store, genesis, key, mempool.
+    pub chain: flux_chain::NodeConfig,
+    /// The peer-to-peer network; `None` validates alone.
+    pub network: Option<flux_chain::consensus::NetworkConfig>,
+    /// The HTTP API.
+    pub api: flux_api::ApiConfig,
+    /// The agent; `None` runs no apps.
+    pub agent: Option<AgentOptions>,
+}
+
+/// Runs a node until `shutdown` completes (or the consensus engine fails),
+/// then stops the API, the agent and the chain, in that order. Running
+/// instances are left running for the next start to adopt.
+pub async fn run(
+    options: NodeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let node_id = options.chain.node_key.address();
+    let listen = options.api.listen;
+    let node = match options.network {
+        Some(network) => {
+            let p2p = network.listen;
+            let node = flux_chain::Node::start_network(options.chain, network).await?;
+            tracing::info!(api = %listen, %p2p, node = %node_id, "chain started");
+            node
+        }
+        None => {
+            let node = flux_chain::Node::start(options.chain).await?;
+            tracing::info!(api = %listen, node = %node_id, "chain started");
+            node
+        }
+    };
+    let agent = match options.agent {
+        Some(agent_options) => match Agent::start(node.clone(), node_id, agent_options).await {
+            Ok(agent) => Some(agent),
+            Err(error) => {
+                node.shutdown().await;
+                return Err(error);
+            }
+        },
+        None => None,
+    };
+    let watched = node.clone();
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let stop = async move {
+        let engine_failed = async {
+            loop {
+                if let Some(failure) = watched.failure() {
+                    return failure;
+                }
+                tokio::time::sleep(Duration::from_millis(ENGINE_CHECK_MS)).await;
+            }
+        };
+        tokio::select! {
+            () = shutdown => {}
+            failure = engine_failed => {
+                let _ = failed_tx.send(failure);
+            }
+        }
+    };
+    let served = flux_api::serve(node.clone(), options.api, stop).await;
+    if let Some(agent) = &agent {
+        agent.shutdown();
+    }
+    node.shutdown().await;
+    tracing::info!("node stopped");
+    if let Ok(failure) = failed_rx.await {
+        return Err(NodeError::Engine(failure));
+    }
+    served.map_err(NodeError::from)
+}
