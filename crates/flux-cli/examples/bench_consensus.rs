@@ -158,7 +158,8 @@ fn track(
     seen_txs: &Mutex<HashMap<String, Instant>>,
     blocks: &Mutex<Vec<Seen>>,
 ) -> Result<()> {
-    let mut next = from_height + 1;
+    // The block before the run is the start of the throughput window.
+    let mut next = from_height.max(1);
     while !stop.load(Ordering::Relaxed) {
         let height = api.get("/status")?["height"].as_u64().unwrap_or(0);
         while next <= height {
@@ -340,7 +341,7 @@ fn main() -> Result<()> {
     // that holds a transfer of the run to the last, over the time since the
     // block before the first.
     let blocks = blocks.lock().expect("tracker lock");
-    let with_txs: Vec<usize> = (0..blocks.len()).filter(|&i| blocks[i].txs > 0).collect();
+    let with_txs: Vec<usize> = (1..blocks.len()).filter(|&i| blocks[i].txs > 0).collect();
     let (tps, window_ms, block_count) = match (with_txs.first(), with_txs.last()) {
         (Some(&a), Some(&b)) if a > 0 => {
             let txs: usize = blocks[a..=b].iter().map(|s| s.txs).sum();
