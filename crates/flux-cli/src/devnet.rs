@@ -828,7 +828,7 @@ fn register_nodes(ctx: &Context, devnet: &Devnet, signals: &Signals) -> Result<(
         let key_path = NodeFileConfig::resolve(&node.config_path, &node.config.node_key);
         let node_key = crate::keystore::read_key_file(&key_path)?.secret()?;
         let id = node_key.address();
-        match client.get_value(&format!("/api/v1/nodes/{id}")) {
+        match client.get_value(&format!("/nodes/{id}")) {
             Ok(_) => continue,
             Err(error) if error.status() == Some(404) => {}
             Err(error) => return Err(anyhow!("cannot read node {id}: {error}")),
@@ -845,8 +845,12 @@ fn register_nodes(ctx: &Context, devnet: &Devnet, signals: &Signals) -> Result<(
             region: DEVNET_REGION.to_string(),
         };
         let signed = prepared.sign(owner, body, None);
-        let hash = client.submit(&signed)?;
-        pending.push((node.name.clone(), hash));
+        match client.submit(&signed) {
+            Ok(hash) => pending.push((node.name.clone(), hash)),
+            // Registered meanwhile (a block the first node had not seen yet).
+            Err(crate::client::ClientError::Api { code, .. }) if code == "node_exists" => {}
+            Err(error) => return Err(anyhow!("cannot register {}: {error}", node.name)),
+        }
     }
     if pending.is_empty() {
         return Ok(());

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "cli/apps.rs"]
+mod apps;
 #[path = "cli/containers.rs"]
 mod containers;
 
