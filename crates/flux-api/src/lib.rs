@@ -191,6 +191,18 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
+    serve_with(node, config, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes merged in: what the node process serves
+/// besides the chain (its agent's instances, logs and stats). They must not
+/// overlap the API's own routes.
+pub async fn serve_with(
+    node: Node,
+    config: ApiConfig,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
     config.validate()?;
     let listener = TcpListener::bind(config.listen).await.map_err(|source| {
         if source.kind() == io::ErrorKind::AddrInUse {
@@ -202,7 +214,7 @@ pub async fn serve(
             }
         }
     })?;
-    serve_listener(node, config, listener, shutdown).await
+    serve_listener_with(node, config, listener, extra, shutdown).await
 }
 
 /// Serves the API on a listener bound by the caller (for example on port 0,
@@ -213,13 +225,23 @@ pub async fn serve_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
+    serve_listener_with(node, config, listener, Router::new(), shutdown).await
+}
+
+async fn serve_listener_with(
+    node: Node,
+    config: ApiConfig,
+    listener: TcpListener,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
     config.validate()?;
     let local = listener.local_addr().map_err(ApiError::Serve)?;
     let metrics = Arc::new(Metrics::default());
     metrics
         .connections_max
         .store(config.connections_max, Ordering::Relaxed);
-    let app = build_router(node, &config, Arc::clone(&metrics));
+    let app = extra.merge(build_router(node, &config, Arc::clone(&metrics)));
     let listener = LimitedListener::new(
         listener,
         config.connections_max,

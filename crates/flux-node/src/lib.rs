@@ -10,10 +10,12 @@
 //!   (pure).
 //! - `agent`: the driver, the reconciler, and the loop that feeds it after
 //!   every finalized block.
+//! - `routes`: the API routes about this node's own instances.
 
 pub mod agent;
 mod error;
 pub mod placements;
+pub mod routes;
 
 use std::future::Future;
 use std::time::Duration;
@@ -87,7 +89,8 @@ pub async fn run(
             }
         }
     };
-    let served = flux_api::serve(node.clone(), options.api, stop).await;
+    let extra = agent.clone().map(routes::router).unwrap_or_default();
+    let served = flux_api::serve_with(node.clone(), options.api, extra, stop).await;
     if let Some(agent) = &agent {
         agent.shutdown();
     }

@@ -187,7 +187,12 @@ pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
         AppCommand::Status { name } => {
             let client = ctx.client()?;
             let app = get_app(&client, &name)?;
-            ctx.out.show(&app, |text| {
+            let live = live_instances(&client, &app.spec.name)?;
+            let mut value = serde_json::to_value(&app)?;
+            value["wanted"] = json!(app.spec.instances);
+            value["instances"] = json!(live.instances);
+            value["unreachable"] = json!(live.unreachable);
+            ctx.out.show(&value, |text| {
                 text.fields(&[
                     ("app", app.spec.name.clone()),
                     ("owner", app.spec.owner.to_string()),
@@ -202,6 +207,8 @@ pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
                 ]);
                 text.blank();
                 show_spec(text, &app.spec);
+                text.blank();
+                show_instances(text, app.spec.instances, &live);
             });
         }
         AppCommand::Remove { name, from, tx } => {
@@ -267,6 +274,108 @@ fn params_or_defaults(ctx: &Context) -> Result<(Params, String)> {
             ));
             Ok((Params::devnet(), "devnet default rules".to_string()))
         }
+    }
+}
+
+/// What the hosting nodes say of an app's instances.
+struct Live {
+    instances: Vec<serde_json::Value>,
+    /// Nodes that did not answer, with the reason.
+    unreachable: Vec<String>,
+}
+
+/// Asks every registered node (at its registered endpoint) for the status
+/// of the app's instances it runs.
+fn live_instances(client: &Client, app: &str) -> Result<Live> {
+    let nodes = crate::cmd::node::list_nodes(client)?;
+    let mut live = Live {
+        instances: Vec::new(),
+        unreachable: Vec::new(),
+    };
+    for node in nodes {
+        let url = format!("http://{}", node.endpoint);
+        let answer = Client::with_timeout(&url, std::time::Duration::from_millis(2_000))
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                c.get_value(&format!("/instances?app={app}"))
+                    .map_err(|e| e.to_string())
+            });
+        match answer {
+            Ok(value) => live.instances.extend(list_items(value, "instances")),
+            Err(error) => live.unreachable.push(format!("{} ({error})", node.id)),
+        }
+    }
+    live.instances.sort_by_key(|i| {
+        (
+            i["instance"].as_u64().unwrap_or(0),
+            i["component"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    Ok(live)
+}
+
+fn show_instances(text: &mut Text, wanted: u32, live: &Live) {
+    let running = live
+        .instances
+        .iter()
+        .filter(|i| i["phase"] == "running")
+        .count();
+    text.line(format!(
+        "instances: {wanted} wanted; {running} component instance(s) running"
+    ));
+    let rows: Vec<Vec<String>> = live
+        .instances
+        .iter()
+        .map(|i| {
+            let ports: Vec<String> = i["ports"]
+                .as_array()
+                .map(|ports| {
+                    ports
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}:{}->{}",
+                                i["host_ip"].as_str().unwrap_or(""),
+                                p["host_port"],
+                                p["container_port"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let field = |name: &str| match &i[name] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".to_string(),
+                other => other.to_string(),
+            };
+            vec![
+                field("instance"),
+                field("component"),
+                crate::output::short(&field("node")),
+                field("phase"),
+                field("health"),
+                field("restarts"),
+                ports.join(","),
+                field("reason"),
+            ]
+        })
+        .collect();
+    text.table(
+        &[
+            "INSTANCE",
+            "COMPONENT",
+            "NODE",
+            "STATE",
+            "HEALTH",
+            "RESTARTS",
+            "PORTS",
+            "REASON",
+        ],
+        &rows,
+        "no instance reported by any node",
+    );
+    for node in &live.unreachable {
+        text.line(format!("node {node} did not answer"));
     }
 }
 

@@ -174,7 +174,7 @@ pub(crate) fn run(ctx: &Context, command: NodeCommand) -> Result<()> {
     Ok(())
 }
 
-fn list_nodes(client: &crate::client::Client) -> Result<Vec<NodeRecord>> {
+pub(crate) fn list_nodes(client: &crate::client::Client) -> Result<Vec<NodeRecord>> {
     let value = client.get_value("/nodes")?;
     list_items(value, "nodes")
         .into_iter()

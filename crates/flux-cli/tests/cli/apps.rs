@@ -1,6 +1,7 @@
 //! Apps run for real on a four-node devnet with the Docker driver: a
 //! 3-instance, 2-component app is deployed and every instance answers on
-//! its node's own address; the components reach each other by name; a
+//! its node's own address; `flux app status` shows where each runs; the
+//! components reach each other by name; a
 //! container killed by hand is restarted; a devnet stopped and started
 //! again adopts its containers (same container ids); removing the app
 //! leaves no container, network or volume. Without a Docker engine the test
@@ -194,6 +195,17 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
         .collect();
     assert_eq!(instances, BTreeSet::from(["0", "1", "2"]), "{web:?}");
     assert_eq!(containers(&app).len(), 6, "{:?}", containers(&app));
+
+    // `flux app status` asks the hosting nodes: six component instances
+    // running, on three nodes, each with its published port.
+    let status = flux.json(&["app", "status", &app]);
+    let live = status["instances"].as_array().expect("instances");
+    assert_eq!(live.len(), 6, "{status:#}");
+    assert!(live.iter().all(|i| i["phase"] == "running"), "{status:#}");
+    let hosts: BTreeSet<&str> = live.iter().filter_map(|i| i["node"].as_str()).collect();
+    assert_eq!(hosts.len(), 3, "{status:#}");
+    let text = flux.ok(&["app", "status", &app]);
+    assert!(text.contains(&format!(":{WEB_PORT}->8080")), "{text}");
 
     // Components reach each other by name on the app's network.
     let web_containers = docker_lines(&[
