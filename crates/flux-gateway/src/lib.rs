@@ -9,7 +9,19 @@
 //!
 //! What it routes comes from a [`RouteTable`]: an immutable snapshot that the
 //! node builds from finalized state ([`RouteTable::from_apps`]) and hands to
-//! [`Gateway::update`] whenever that state changes. The swap is atomic.
+//! [`Gateway::update`] whenever that state changes. The swap is atomic. A
+//! node does, after each finalized block that changed apps or placements:
+//!
+//! ```text
+//! for each app with placements:
+//!     instances = [Instance { node, ip: that node's host IP, local: node == this node }
+//!                  for each node the app is placed on]
+//! gateway.update(RouteTable::from_apps(network_domain, [(&spec, &instances[..]), ...])?)
+//! ```
+//!
+//! and should do it before its agent starts this node's new instances: a
+//! port that gains a local instance stops being forwarded here, which frees
+//! it for the instance.
 //!
 //! How requests travel:
 //! - bodies stream in both directions frame by frame, never buffered whole;

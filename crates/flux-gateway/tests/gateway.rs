@@ -862,6 +862,9 @@ async fn a_route_table_swap_takes_effect_at_once() {
     assert!(gateway.routes().app("swap").is_none());
 }
 
+/// The idle timeout of the TCP forwarding test, ms.
+const TCP_IDLE_TIMEOUT_MS: u64 = 400;
+
 #[tokio::test]
 async fn tcp_ports_are_forwarded_and_follow_the_route_table() {
     let gateway_ip = ip(90);
@@ -880,6 +883,7 @@ async fn tcp_ports_are_forwarded_and_follow_the_route_table() {
     let gateway = Gateway::start(
         GatewayConfig {
             tcp_forwarding: true,
+            idle_timeout_ms: TCP_IDLE_TIMEOUT_MS,
             ..config(90)
         },
         routes.clone(),
@@ -904,6 +908,22 @@ async fn tcp_ports_are_forwarded_and_follow_the_route_table() {
     }
     greetings.sort();
     assert_eq!(greetings, vec!["db-1", "db-1", "db-2", "db-2"]);
+
+    // A forwarded connection that moves no byte is closed after the idle timeout.
+    let mut idle = TcpStream::connect(SocketAddr::new(gateway_ip, port))
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    assert!(
+        closed_by_peer(&mut idle).await,
+        "an idle forwarded connection is closed"
+    );
+    let lived = opened.elapsed();
+    let timeout = Duration::from_millis(TCP_IDLE_TIMEOUT_MS);
+    assert!(
+        lived >= timeout - Duration::from_millis(50) && lived < timeout * 5,
+        "{lived:?}"
+    );
 
     // The app goes away: so does its listener.
     gateway.update(RouteTable::empty(DOMAIN).unwrap());
