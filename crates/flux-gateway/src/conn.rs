@@ -14,6 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+/// Pause after an accept error that is not the peer's doing (most likely the
+/// process is out of file descriptors), so that the loop does not spin, ms.
+const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
+
 /// The caps on client connections, shared by the HTTP listener and every TCP
 /// forwarder.
 pub(crate) struct ConnectionLimits {
@@ -58,9 +62,8 @@ impl ConnectionLimits {
                 Ok(accepted) => accepted,
                 Err(error) if is_transient(&error) => continue,
                 Err(error) => {
-                    // Most likely out of file descriptors; retrying at once would spin.
-                    tracing::error!(%error, "cannot accept a connection; retrying in 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tracing::error!(%error, pause_ms = ACCEPT_ERROR_PAUSE_MS, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
                     continue;
                 }
             };

@@ -138,6 +138,7 @@ impl Gateway {
             server.max_headers(config.headers_count_max);
             client.max_headers(config.headers_count_max);
         }
+        warn_if_file_descriptors_are_short(config.connections_max);
         let limits = ConnectionLimits::new(config.connections_max, config.connections_per_ip_max);
         let shared = Arc::new(Shared {
             config,
@@ -255,6 +256,30 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field("http_addr", &self.shared.http_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// Each client connection can hold two file descriptors (its own and one to
+/// a backend); a process allowed fewer than that fails to accept connections
+/// well before `connections_max`. Only Linux says how many it allows.
+fn warn_if_file_descriptors_are_short(connections_max: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let allowed = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok());
+    if let Some(allowed) = allowed
+        && allowed < connections_max.saturating_mul(2)
+    {
+        tracing::warn!(
+            allowed,
+            connections_max,
+            "the process may open fewer files than the gateway's connections need; \
+             raise the limit (ulimit -n) or lower connections_max"
+        );
     }
 }
 
