@@ -129,6 +129,8 @@ fn spec(app: &str, owner: &str, greeting: &str) -> Value {
 }
 
 #[test]
+// The test says on its output that it was skipped, and how long a deploy took.
+#[allow(clippy::print_stdout)]
 fn apps_run_in_containers_on_a_four_node_devnet() {
     if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
         println!("SKIPPED: no Docker engine answers");
