@@ -83,7 +83,7 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
         SpecError {
             field: field.into(),
             message: message.into(),

@@ -8,6 +8,7 @@ pub mod app;
 pub mod benchmark;
 pub mod block;
 pub mod codec;
+pub mod compose;
 pub mod crypto;
 pub mod genesis;
 pub mod node;

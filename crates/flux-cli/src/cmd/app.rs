@@ -245,6 +245,10 @@ fn read_spec(path: &Path, default_owner: Address) -> Result<ParsedSpec> {
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read app spec {}", path.display()))?;
+    if flux_types::compose::is_compose(&text) {
+        return flux_types::compose::parse_compose(&text, default_owner)
+            .map_err(|e| anyhow!("{}: invalid compose file: {e}", path.display()));
+    }
     parse_spec(&text, default_owner)
         .map_err(|e| anyhow!("{}: invalid app spec: {e}", path.display()))
 }
