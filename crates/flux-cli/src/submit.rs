@@ -199,6 +199,25 @@ pub(crate) fn describe_receipt(text: &mut Text, receipt: &Receipt) {
             utc(*expires_at_ms)
         ),
         ReceiptDetail::AppRemoved { app } => format!("app {app} removed"),
+        ReceiptDetail::ProposalSubmitted {
+            proposal,
+            deposit,
+            voting_ends_ms,
+        } => format!(
+            "proposal {proposal} is open for votes until {}; {deposit} FLUX deposit held",
+            utc(*voting_ends_ms)
+        ),
+        ReceiptDetail::Voted {
+            proposal,
+            choice,
+            power,
+            changed_from,
+        } => match changed_from {
+            Some(old) => format!(
+                "vote on proposal {proposal} changed from {old} to {choice} (power {power})"
+            ),
+            None => format!("voted {choice} on proposal {proposal} (power {power})"),
+        },
     };
     text.fields(&[
         ("result", what),

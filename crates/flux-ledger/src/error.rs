@@ -1,5 +1,6 @@
 //! Typed errors of the ledger.
 
+use flux_types::governable::ParamError;
 use flux_types::{Address, Amount, SpecError, Tier};
 
 /// Why a transaction is refused. Each variant has a stable [`TxError::code`]
@@ -148,6 +149,75 @@ pub enum TxError {
         /// Liquid balance.
         available: Amount,
     },
+    /// A component's image is on the network's blocklist.
+    #[error(
+        "image {image} is on the network's blocklist (entry '{entry}'); use another image, or propose to unblock it with `flux gov propose`"
+    )]
+    ImageBlocked {
+        /// The component's image.
+        image: String,
+        /// The blocklist entry that matches it.
+        entry: String,
+    },
+    /// A proposal is malformed (empty title, bad image entry, ...).
+    #[error("invalid proposal: {0}")]
+    InvalidProposal(String),
+    /// A param change names an unknown key, a bad value or an inconsistent set.
+    #[error("{0}")]
+    Param(#[from] ParamError),
+    /// The deposit is below the network's minimum.
+    #[error(
+        "a proposal deposits at least {min} FLUX (gov.proposal_deposit), this one offers {got} FLUX"
+    )]
+    DepositTooLow {
+        /// The minimum.
+        min: Amount,
+        /// The offered deposit.
+        got: Amount,
+    },
+    /// As many proposals are open as the network allows.
+    #[error(
+        "{max} proposals are open for votes, the most allowed (gov.open_proposals_max); propose again when one closes"
+    )]
+    TooManyOpenProposals {
+        /// The limit.
+        max: u32,
+    },
+    /// The treasury cannot pay the amount.
+    #[error("the treasury holds {available} FLUX, less than the {requested} FLUX requested")]
+    TreasuryInsufficient {
+        /// The treasury's balance.
+        available: Amount,
+        /// The amount asked for.
+        requested: Amount,
+    },
+    /// Blocking an image that is already blocked.
+    #[error("image {0} is already on the blocklist")]
+    ImageAlreadyBlocked(String),
+    /// Unblocking an image that is not blocked.
+    #[error("image {0} is not on the blocklist; `flux gov blocklist` shows the entries")]
+    ImageNotBlocked(String),
+    /// No proposal with this id.
+    #[error("no proposal with id {0}; `flux gov list` shows the proposals")]
+    ProposalNotFound(u64),
+    /// The proposal no longer takes votes.
+    #[error("voting on proposal {proposal} is closed; it ended at chain time {ended_ms} ms")]
+    VotingClosed {
+        /// The proposal.
+        proposal: u64,
+        /// When voting ended, chain time ms.
+        ended_ms: u64,
+    },
+    /// The voter had no power when the proposal started.
+    #[error(
+        "{account} had no voting power when proposal {proposal} started (no balance and no locked collateral then), so it cannot vote on it"
+    )]
+    NoVotingPower {
+        /// The voter.
+        account: Address,
+        /// The proposal.
+        proposal: u64,
+    },
     /// An amount overflowed; no real transaction gets here.
     #[error("amount overflow")]
     Overflow,
@@ -186,6 +256,17 @@ impl TxError {
             TxError::NotNodeOwner { .. } => "not_node_owner",
             TxError::InvalidNodeInfo(_) => "invalid_node_info",
             TxError::InsufficientCollateral { .. } => "insufficient_collateral",
+            TxError::ImageBlocked { .. } => "image_blocked",
+            TxError::InvalidProposal(_) => "invalid_proposal",
+            TxError::Param(error) => error.code(),
+            TxError::DepositTooLow { .. } => "deposit_too_low",
+            TxError::TooManyOpenProposals { .. } => "too_many_open_proposals",
+            TxError::TreasuryInsufficient { .. } => "treasury_insufficient",
+            TxError::ImageAlreadyBlocked(_) => "image_already_blocked",
+            TxError::ImageNotBlocked(_) => "image_not_blocked",
+            TxError::ProposalNotFound(_) => "proposal_not_found",
+            TxError::VotingClosed { .. } => "voting_closed",
+            TxError::NoVotingPower { .. } => "no_voting_power",
             TxError::Overflow => "overflow",
         }
     }

@@ -4,14 +4,15 @@ use flux_types::block::tx_root_of_hashes;
 use flux_types::node::{validate_endpoint, validate_region};
 use flux_types::{
     Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, PublicKey, SignedTransaction,
-    TxBody,
+    TxBody, VoteChoice,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BlockError, TxError};
+use crate::gov::{self, DepositFate, ProposalStatus, Rejection};
 use crate::state::{
-    Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, State, reward_pool_address,
-    treasury_address,
+    Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, State, is_module_account,
+    reward_pool_address,
 };
 
 /// How far ahead of an account's next nonce the mempool accepts transactions.
@@ -78,6 +79,26 @@ pub enum ReceiptDetail {
         /// Name.
         app: String,
     },
+    /// A proposal was put to the vote.
+    ProposalSubmitted {
+        /// Its id.
+        proposal: u64,
+        /// Deposit held until the vote ends.
+        deposit: Amount,
+        /// Chain time at which voting ends.
+        voting_ends_ms: u64,
+    },
+    /// A vote was cast or changed.
+    Voted {
+        /// The proposal.
+        proposal: u64,
+        /// The choice.
+        choice: VoteChoice,
+        /// The voter's power at the proposal's start.
+        power: Amount,
+        /// The earlier choice, when the vote changed.
+        changed_from: Option<VoteChoice>,
+    },
 }
 
 /// The result of one included transaction.
@@ -105,6 +126,53 @@ pub enum Event {
         app: String,
         /// Owner.
         owner: Address,
+    },
+    /// A proposal's voting period ended.
+    ProposalClosed {
+        /// The proposal.
+        proposal: u64,
+        /// Passed or rejected.
+        status: ProposalStatus,
+        /// Why it was rejected.
+        rejection: Option<Rejection>,
+        /// Power voting yes.
+        yes: Amount,
+        /// Power voting no.
+        no: Amount,
+        /// Power abstaining.
+        abstain: Amount,
+        /// All voting power at the start.
+        total_power: Amount,
+        /// Returned or burned.
+        deposit_fate: DepositFate,
+    },
+    /// A passed proposal took effect.
+    ProposalActivated {
+        /// The proposal.
+        proposal: u64,
+        /// Its kind (`param_change`, `image_policy`, `treasury_spend`, `text`).
+        kind: String,
+    },
+    /// A passed proposal could not take effect; nothing changed.
+    ProposalActivationFailed {
+        /// The proposal.
+        proposal: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An app's image went on the blocklist: no instance of it may run.
+    AppBlocked {
+        /// The app.
+        app: String,
+        /// The component's image.
+        image: String,
+        /// The blocklist entry that matches it.
+        entry: String,
+    },
+    /// An app's images are all off the blocklist again.
+    AppUnblocked {
+        /// The app.
+        app: String,
     },
 }
 
@@ -312,7 +380,7 @@ fn apply_tx(
             if amount.is_zero() {
                 return Err(TxError::ZeroAmount);
             }
-            if *to == treasury_address() || *to == reward_pool_address() {
+            if is_module_account(to) {
                 return Err(TxError::ModuleAccount(*to));
             }
             debit(&mut account, *amount)?;
@@ -488,6 +556,29 @@ fn apply_tx(
                 expires_at_ms,
             }
         }
+        TxBody::GovPropose {
+            title,
+            description,
+            action,
+            deposit,
+        } => {
+            let signer = gov::Signer {
+                address: sender,
+                account,
+                fee: tx.fee,
+                now_ms,
+            };
+            gov::propose(state, signer, title, description, action, *deposit)?
+        }
+        TxBody::GovVote { proposal, choice } => {
+            let signer = gov::Signer {
+                address: sender,
+                account,
+                fee: tx.fee,
+                now_ms,
+            };
+            gov::vote(state, signer, *proposal, *choice)?
+        }
         TxBody::AppRemove { name } => {
             let old = state
                 .app(name)
@@ -524,7 +615,7 @@ fn check_spec(state: &State, spec: &AppSpec, sender: Address) -> Result<(), TxEr
             signer: sender,
         });
     }
-    Ok(())
+    gov::check_images(state, spec)
 }
 
 /// The value of the unused part of an app's current period.
@@ -550,7 +641,8 @@ fn credit_reward_pool(state: &mut State, amount: Amount) -> Result<(), TxError> 
     Ok(())
 }
 
-/// Starts a block: advances height and time, and expires apps whose period ended.
+/// Starts a block: advances height and time, expires apps whose period
+/// ended, closes votes whose period ended and applies what passed and is due.
 fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event> {
     let meta = Meta {
         height: state.height() + 1,
@@ -568,6 +660,7 @@ fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event>
             });
         }
     }
+    events.extend(gov::begin_block(state));
     events
 }
 

@@ -1,4 +1,4 @@
-//! Apply blocks to the Flux state: accounts, nodes, apps, pricing and fees, deterministically and without IO.
+//! Apply blocks to the Flux state: accounts, nodes, apps, pricing and fees, governance, deterministically and without IO.
 //!
 //! `apply_block(state, block) -> outcome` is a pure function: no clock, no
 //! randomness, no network, no disk. Time and the proposer arrive inside the
@@ -6,6 +6,7 @@
 
 mod error;
 mod exec;
+mod gov;
 pub mod scheduler;
 mod state;
 
@@ -14,7 +15,12 @@ pub use exec::{
     BlockContext, Built, Event, NONCE_AHEAD_MAX, Outcome, Quote, Receipt, ReceiptDetail,
     apply_block, build_block, check_tx, min_fee, quote,
 };
+pub use gov::{
+    Activation, BlockedApp, BlockedImage, DepositFate, Proposal, ProposalStatus, Rejection, Tally,
+    Vote,
+};
 pub use state::{
     Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State,
-    reward_pool_address, treasury_address,
+    gov_deposits_address, is_module_account, module_accounts, reward_pool_address,
+    treasury_address,
 };

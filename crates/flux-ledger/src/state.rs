@@ -14,6 +14,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GenesisError;
+use crate::gov::{GovKey, GovState, Holdings};
 
 /// An account.
 #[derive(
@@ -130,6 +131,8 @@ pub struct State {
     /// Hash of the last applied block: outside the state root, set after the block is built.
     pub(crate) tip: Hash,
     pub(crate) dirty: BTreeSet<Key>,
+    /// Proposals, votes, snapshots, param history and the image blocklist.
+    pub(crate) gov: GovState,
 }
 
 /// A key of the state, before encoding.
@@ -141,6 +144,8 @@ pub(crate) enum Key {
     Node(Address),
     /// By [`app_key`].
     App(String),
+    /// Governance rows, prefixes 10 to 19.
+    Gov(GovKey),
 }
 
 const PREFIX_META: u8 = 0;
@@ -157,6 +162,7 @@ impl Key {
             Key::Account(a) => [&[PREFIX_ACCOUNT][..], &a.0].concat(),
             Key::Node(a) => [&[PREFIX_NODE][..], &a.0].concat(),
             Key::App(name) => [&[PREFIX_APP][..], name.as_bytes()].concat(),
+            Key::Gov(key) => key.encode(),
         }
     }
 }
@@ -188,6 +194,29 @@ pub fn treasury_address() -> Address {
 /// The module account that collects app payments for node rewards.
 pub fn reward_pool_address() -> Address {
     Address::module("reward-pool")
+}
+
+/// The module account that holds the deposits of open proposals.
+pub fn gov_deposits_address() -> Address {
+    Address::module("gov-deposits")
+}
+
+/// Every module account: no key is behind them, they never vote, and only
+/// the ledger moves their coins.
+pub fn module_accounts() -> &'static [Address] {
+    static MODULES: std::sync::LazyLock<[Address; 3]> = std::sync::LazyLock::new(|| {
+        [
+            treasury_address(),
+            reward_pool_address(),
+            gov_deposits_address(),
+        ]
+    });
+    &*MODULES
+}
+
+/// Whether `address` is a module account.
+pub fn is_module_account(address: &Address) -> bool {
+    module_accounts().contains(address)
 }
 
 impl State {
@@ -227,7 +256,9 @@ impl State {
             state_root: Hash::ZERO,
             tip: Hash::ZERO,
             dirty: BTreeSet::new(),
+            gov: GovState::default(),
         };
+        state.gov.rebuild(state.accounts.values());
         state.dirty.insert(Key::Meta);
         state.dirty.insert(Key::Params);
         let keys: Vec<Address> = state.accounts.keys().copied().collect();
@@ -252,6 +283,7 @@ impl State {
         let mut apps = OrdMap::new();
         let mut expiry = OrdMap::new();
         let mut leaves = OrdMap::new();
+        let mut gov = GovState::default();
         for (key, value) in rows {
             let Some((&prefix, rest)) = key.split_first() else {
                 return Err(RestoreError("empty key".into()));
@@ -303,6 +335,9 @@ impl State {
                     expiry.insert((record.expires_at_ms, name.clone()), ());
                     apps.insert(name, record);
                 }
+                prefix if crate::gov::PREFIXES.contains(&prefix) => {
+                    gov.restore_row(prefix, rest, &value)?;
+                }
                 other => return Err(RestoreError(format!("unknown key prefix {other}"))),
             }
             leaves.insert(key.clone(), leaf_hash(&key, &value));
@@ -320,7 +355,9 @@ impl State {
             state_root: Hash::ZERO,
             tip,
             dirty: BTreeSet::new(),
+            gov,
         };
+        state.gov.rebuild(state.accounts.values());
         state.state_root = state.compute_root();
         Ok(state)
     }
@@ -336,6 +373,7 @@ impl State {
                 Key::Account(a) => self.accounts.get(a).map(encode),
                 Key::Node(a) => self.nodes.get(a).map(encode),
                 Key::App(name) => self.apps.get(name).map(encode),
+                Key::Gov(key) => self.gov.row(key),
             };
             let encoded_key = key.encode();
             match &value {
@@ -451,7 +489,14 @@ impl State {
     // Writers: every mutation goes through these so that the dirty set is complete.
 
     pub(crate) fn put_account(&mut self, address: Address, account: Account) {
-        self.accounts.insert(address, account);
+        let after = Holdings::of(&account);
+        let before = self
+            .accounts
+            .insert(address, account)
+            .map(|old| Holdings::of(&old))
+            .unwrap_or_default();
+        self.gov
+            .account_changed(address, before, after, &mut self.dirty);
         self.dirty.insert(Key::Account(address));
     }
 
@@ -471,6 +516,10 @@ impl State {
             self.expiry.remove(&(old.expires_at_ms, name.clone()));
         }
         self.expiry.insert((record.expires_at_ms, name.clone()), ());
+        // An app is blocked exactly while one of its images is on the blocklist.
+        let _ = self
+            .gov
+            .app_written(&record, self.meta.height, &mut self.dirty);
         self.dirty.insert(Key::App(name.clone()));
         self.apps.insert(name, record);
     }
@@ -479,6 +528,7 @@ impl State {
         let name = app_key(name);
         let old = self.apps.remove(&name)?;
         self.expiry.remove(&(old.expires_at_ms, name.clone()));
+        self.gov.app_removed(&name, &mut self.dirty);
         self.dirty.insert(Key::App(name));
         Some(old)
     }
@@ -486,6 +536,11 @@ impl State {
     pub(crate) fn set_meta(&mut self, meta: Meta) {
         self.meta = meta;
         self.dirty.insert(Key::Meta);
+    }
+
+    pub(crate) fn set_params(&mut self, params: Params) {
+        self.params = params;
+        self.dirty.insert(Key::Params);
     }
 
     /// Keys of apps that expire at or before `time_ms`, soonest first.

@@ -9,6 +9,8 @@ mod harness;
 mod apps;
 #[path = "ledger/blocks.rs"]
 mod blocks;
+#[path = "ledger/gov.rs"]
+mod gov;
 #[path = "ledger/nodes.rs"]
 mod nodes;
 #[path = "ledger/properties.rs"]

@@ -5,6 +5,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
+use crate::gov::GovParams;
 use crate::node::Tier;
 
 /// Per-tier requirements and weights.
@@ -133,6 +134,8 @@ pub struct Params {
     pub app_limits: AppLimits,
     /// Length of a paid month of chain time, in milliseconds.
     pub month_ms: u64,
+    /// Governance: deposit, voting period, quorum, activation delay, vote weights.
+    pub gov: GovParams,
 }
 
 impl Params {
@@ -232,6 +235,7 @@ impl Params {
                 months_max: 12,
             },
             month_ms: 30 * 24 * 3_600 * 1_000,
+            gov: GovParams::mainnet(),
         }
     }
 
@@ -249,6 +253,7 @@ impl Params {
             tier.cpu_score_min = 1;
             tier.disk_write_mb_per_s_min = 1;
         }
+        params.gov = GovParams::devnet();
         params
     }
 
@@ -281,7 +286,10 @@ impl Params {
         if limits.standard_ports.first > limits.standard_ports.last {
             return Err("app_limits.standard_ports is empty".into());
         }
-        Ok(())
+        if limits.name_len_min > limits.name_len_max {
+            return Err("app_limits.name_len_min must be at most name_len_max".into());
+        }
+        self.gov.validate()
     }
 }
 

@@ -7,6 +7,7 @@ use crate::amount::Amount;
 use crate::app::AppSpec;
 use crate::codec::{self, Bounded, check_len};
 use crate::crypto::{Address, Hash, PublicKey, SecretKey, Signature};
+use crate::gov::{ProposalAction, VoteChoice};
 use crate::node::Tier;
 
 /// Longest chain id.
@@ -69,6 +70,24 @@ pub enum TxBody {
         /// The app's name.
         name: String,
     },
+    /// Tag 6: put a proposal to the vote, holding a deposit from the signer.
+    GovPropose {
+        /// One line saying what the proposal does.
+        title: String,
+        /// Why; free text.
+        description: String,
+        /// What happens when it passes.
+        action: ProposalAction,
+        /// Held until the vote ends; at least the network's `gov.proposal_deposit`.
+        deposit: Amount,
+    },
+    /// Tag 7: vote on an open proposal, or change the signer's vote on it.
+    GovVote {
+        /// The proposal's id.
+        proposal: u64,
+        /// Yes, no or abstain.
+        choice: VoteChoice,
+    },
 }
 
 impl TxBody {
@@ -81,6 +100,8 @@ impl TxBody {
             TxBody::AppRegister { .. } => "app_register",
             TxBody::AppUpdate { .. } => "app_update",
             TxBody::AppRemove { .. } => "app_remove",
+            TxBody::GovPropose { .. } => "gov_propose",
+            TxBody::GovVote { .. } => "gov_vote",
         }
     }
 }
@@ -179,7 +200,15 @@ impl Bounded for SignedTransaction {
                 spec.check_decode_limits()
             }
             TxBody::AppRemove { name } => check_len("name", name, crate::app::NAME_LEN_HARD_MAX),
-            TxBody::Transfer { .. } | TxBody::NodeDeregister { .. } => Ok(()),
+            TxBody::GovPropose {
+                title,
+                description,
+                action,
+                ..
+            } => crate::gov::check_proposal_limits(title, description, action),
+            TxBody::Transfer { .. } | TxBody::NodeDeregister { .. } | TxBody::GovVote { .. } => {
+                Ok(())
+            }
         }
     }
 }

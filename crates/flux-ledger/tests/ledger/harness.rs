@@ -19,12 +19,14 @@
 use std::collections::BTreeMap;
 
 use flux_ledger::{
-    Account, BlockContext, Event, NONCE_AHEAD_MAX, Receipt, State, apply_block, build_block,
-    check_tx, min_fee, reward_pool_address, treasury_address,
+    Account, Activation, BlockContext, Event, NONCE_AHEAD_MAX, Proposal, ProposalStatus, Receipt,
+    State, apply_block, build_block, check_tx, gov_deposits_address, min_fee, reward_pool_address,
+    treasury_address,
 };
 use flux_types::{
     Address, Amount, AppSpec, Block, Component, Genesis, GenesisAccount, GenesisValidator, Hash,
-    Params, SecretKey, SignedTransaction, Tier, Transaction, TxBody,
+    ParamChange, Params, ProposalAction, SecretKey, SignedTransaction, Tier, Transaction, TxBody,
+    VoteChoice,
 };
 
 /// Chain id of every test network.
@@ -39,12 +41,13 @@ pub(crate) fn key(label: &str) -> SecretKey {
     SecretKey::development(label)
 }
 
-/// The address behind a label: `@treasury` and `@pool` are the module
-/// accounts, anything else the address of a development key.
+/// The address behind a label: `@treasury`, `@pool` and `@deposits` are the
+/// module accounts, anything else the address of a development key.
 pub(crate) fn addr(label: &str) -> Address {
     match label {
         "@treasury" => treasury_address(),
         "@pool" => reward_pool_address(),
+        "@deposits" => gov_deposits_address(),
         _ => key(label).address(),
     }
 }
@@ -160,6 +163,45 @@ pub(crate) fn update_app(spec: AppSpec, months: u32, max_payment: Amount) -> TxB
 /// Removes an app.
 pub(crate) fn remove_app(name: &str) -> TxBody {
     TxBody::AppRemove { name: name.into() }
+}
+
+/// Proposes `action` with a deposit.
+pub(crate) fn propose(title: &str, action: ProposalAction, deposit: Amount) -> TxBody {
+    TxBody::GovPropose {
+        title: title.into(),
+        description: String::new(),
+        action,
+        deposit,
+    }
+}
+
+/// A param change setting each `(key, value)`.
+pub(crate) fn param_change(changes: &[(&str, &str)]) -> ProposalAction {
+    ProposalAction::ParamChange {
+        changes: changes
+            .iter()
+            .map(|(key, value)| ParamChange {
+                key: (*key).into(),
+                value: (*value).into(),
+            })
+            .collect(),
+    }
+}
+
+/// An image policy blocking and unblocking entries.
+pub(crate) fn image_policy(block: &[&str], unblock: &[&str]) -> ProposalAction {
+    ProposalAction::ImagePolicy {
+        block: block.iter().map(|s| (*s).into()).collect(),
+        unblock: unblock.iter().map(|s| (*s).into()).collect(),
+    }
+}
+
+/// Votes on proposal `id`.
+pub(crate) fn vote(id: u64, choice: VoteChoice) -> TxBody {
+    TxBody::GovVote {
+        proposal: id,
+        choice,
+    }
 }
 
 /// A valid component with the given resources, publishing standard port 31000.
@@ -376,6 +418,26 @@ pub(crate) fn assert_same_state(a: &State, b: &State) {
         b.apps().collect::<Vec<_>>(),
         "apps"
     );
+    assert_eq!(
+        a.proposals().collect::<Vec<_>>(),
+        b.proposals().collect::<Vec<_>>(),
+        "proposals"
+    );
+    assert_eq!(
+        a.blocked_images().collect::<Vec<_>>(),
+        b.blocked_images().collect::<Vec<_>>(),
+        "blocked images"
+    );
+    assert_eq!(
+        a.blocked_apps().collect::<Vec<_>>(),
+        b.blocked_apps().collect::<Vec<_>>(),
+        "blocked apps"
+    );
+    assert_eq!(
+        a.total_voting_power(),
+        b.total_voting_power(),
+        "total voting power"
+    );
 }
 
 /// Applies a block's rows to a store map.
@@ -435,6 +497,42 @@ impl Chain {
     /// The last receipt.
     pub(crate) fn last_receipt(&self) -> &Receipt {
         self.receipts.last().expect("a receipt")
+    }
+
+    /// A proposal by id.
+    pub(crate) fn proposal(&self, id: u64) -> &Proposal {
+        self.state.proposal(id).expect("the proposal exists")
+    }
+
+    /// How many stored rows start with `prefix`.
+    pub(crate) fn rows_with_prefix(&self, prefix: u8) -> usize {
+        self.store
+            .keys()
+            .filter(|k| k.first() == Some(&prefix))
+            .count()
+    }
+
+    /// Builds blocks, `step_ms` apart on top of the block interval, until
+    /// proposal `id` is no longer open.
+    pub(crate) fn close_vote(&mut self, id: u64, step_ms: u64) {
+        while self.proposal(id).status == ProposalStatus::Open {
+            self.run_steps(vec![advance(step_ms), block()]);
+        }
+    }
+
+    /// Builds empty blocks until the block at `height` is the last one.
+    pub(crate) fn run_to_height(&mut self, height: u64) {
+        while self.state.height() < height {
+            self.run_steps(vec![block()]);
+        }
+    }
+
+    /// The height at which a passed proposal takes effect.
+    pub(crate) fn activation_height(&self, id: u64) -> u64 {
+        match self.proposal(id).activation {
+            Some(Activation::Pending { height } | Activation::Applied { height }) => height,
+            ref other => panic!("proposal {id} has no activation height: {other:?}"),
+        }
     }
 
     /// Signs a step's transaction as the step says.
@@ -502,7 +600,13 @@ impl Chain {
         // only agree with inclusion when nothing is queued and time makes no
         // difference (app credit depends on it, and apps expire at the start
         // of the next block).
+        // Votes close, and passed proposals take effect, at the start of a block.
+        let governance_due = self.state.proposals().any(|p| {
+            (p.status == ProposalStatus::Open && p.voting_ends_ms <= ctx.timestamp_ms)
+                || matches!(p.activation, Some(Activation::Pending { height }) if height <= self.state.height() + 1)
+        });
         let time_sensitive = matches!(step.body, TxBody::AppUpdate { .. })
+            || governance_due
             || self
                 .state
                 .apps()

@@ -1,17 +1,21 @@
-//! Property tests: random sequences of transfers, node and app transactions
-//! among a handful of accounts, valid and invalid, run through the harness
-//! with the outcome of every transaction predicted by a small model.
+//! Property tests: random sequences of transfers, node and app transactions,
+//! proposals and votes among a handful of accounts, valid and invalid, run
+//! through the harness with the outcome of every transaction predicted by a
+//! small model.
 //!
 //! Beyond what the harness checks on every block (supply conserved, a second
 //! copy and a restored copy agree, refused transactions change nothing), the
 //! model's balances must equal the ledger's after every block, so no balance
 //! ever moves by a unit more or less than the rules say, and replaying the
-//! blocks gives the same state roots.
+//! blocks gives the same state roots. The model takes voting power by copying
+//! every account when a proposal starts, the plainest reading of the rule, so
+//! the ledger's copy-on-write snapshots must agree with a full copy; deposits
+//! burned when quorum is missed must shrink the supply by exactly their sum.
 
 use std::collections::BTreeMap;
 
 use flux_ledger::{State, apply_block};
-use flux_types::{Address, Params, Tier, TxBody};
+use flux_types::{Address, Params, ProposalAction, Tier, TxBody, VoteChoice};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -25,6 +29,14 @@ const TIERS: [Tier; 3] = [Tier::Cumulus, Tier::Nimbus, Tier::Stratus];
 /// Price of the test component (0.1 CPU, 100 MB, 1 GB) per instance and month, in units.
 const COMPONENT_PRICE: u64 = 3_000_000 + 1_000_000 + 400_000;
 const MONTH_MS: u64 = 20_000;
+const VOTING_MS: u64 = 40_000;
+const DEPOSIT: u64 = 100_000_000;
+const TREASURY: u64 = 500_000_000;
+const COLLATERAL_WEIGHT_MILLI: u64 = 2_000;
+const BALANCE_WEIGHT_MILLI: u64 = 500;
+const QUORUM_PERCENT: u64 = 30;
+const OPEN_PROPOSALS_MAX: usize = 3;
+const CHOICES: [VoteChoice; 3] = [VoteChoice::Yes, VoteChoice::No, VoteChoice::Abstain];
 
 /// Something that may be wrong with how a transaction is signed.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +84,17 @@ enum Op {
     RemoveApp {
         from: usize,
         app: usize,
+    },
+    /// A text proposal, or a treasury spend of `spend` units to `to`.
+    Propose {
+        from: usize,
+        spend: Option<(usize, u64)>,
+        deposit_short: bool,
+    },
+    Vote {
+        from: usize,
+        proposal: u64,
+        choice: usize,
     },
     Block {
         advance_ms: u64,
@@ -134,7 +157,15 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (who.clone(), proptest::bool::weighted(0.9), 0..APPS.len(), 1..=3u32, months(), payment()).prop_map(
             |(from, own, app, instances, months, max_payment)| Op::UpdateApp { from, owner: owner_of(from, own), app, instances, months, max_payment }
         ),
-        1 => (who, 0..APPS.len()).prop_map(|(from, app)| Op::RemoveApp { from, app }),
+        1 => (who.clone(), 0..APPS.len()).prop_map(|(from, app)| Op::RemoveApp { from, app }),
+        2 => (
+            who.clone(),
+            proptest::option::weighted(0.4, (0..ACCOUNTS.len(), 1..=2 * TREASURY / 3)),
+            proptest::bool::weighted(0.1),
+        )
+            .prop_map(|(from, spend, deposit_short)| Op::Propose { from, spend, deposit_short }),
+        6 => (who, 1..=4u64, prop_oneof![3 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)])
+            .prop_map(|(from, proposal, choice)| Op::Vote { from, proposal, choice }),
         3 => (0..3 * MONTH_MS / 2).prop_map(|advance_ms| Op::Block { advance_ms }),
     ]
 }
@@ -144,6 +175,26 @@ struct ModelAccount {
     balance: u64,
     locked: u64,
     nonce: u64,
+}
+
+/// Voting power as the rule states it.
+fn power(account: &ModelAccount) -> u64 {
+    ((u128::from(account.locked) * u128::from(COLLATERAL_WEIGHT_MILLI)
+        + u128::from(account.balance) * u128::from(BALANCE_WEIGHT_MILLI))
+        / 1_000) as u64
+}
+
+#[derive(Clone, Debug)]
+struct ModelProposal {
+    proposer: Address,
+    spend: Option<(Address, u64)>,
+    ends_ms: u64,
+    /// Every account as it was when the proposal started.
+    snapshot: BTreeMap<Address, ModelAccount>,
+    total_power: u64,
+    votes: BTreeMap<Address, (VoteChoice, u64)>,
+    open: bool,
+    activation_height: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -161,6 +212,12 @@ struct Model {
     accounts: BTreeMap<Address, ModelAccount>,
     nodes: BTreeMap<Address, (Address, u64)>,
     apps: BTreeMap<String, ModelApp>,
+    /// Height of the last block.
+    height: u64,
+    /// Whether the next block's start (closing votes, activations) was modelled.
+    block_started: bool,
+    proposals: Vec<ModelProposal>,
+    burned: u64,
 }
 
 impl Model {
@@ -176,6 +233,66 @@ impl Model {
     fn expire(&mut self) {
         let now = self.next_block_time();
         self.apps.retain(|_, app| app.expires_at_ms > now);
+    }
+
+    /// What the ledger does at the start of the next block: close the votes
+    /// that ended, settle deposits, then pay passed treasury spends that are due.
+    fn begin_block(&mut self) {
+        if self.block_started {
+            return;
+        }
+        self.block_started = true;
+        let now = self.next_block_time();
+        let height = self.height + 1;
+        let mut ending: Vec<(u64, usize)> = self
+            .proposals
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.open && p.ends_ms <= now)
+            .map(|(index, p)| (p.ends_ms, index))
+            .collect();
+        ending.sort();
+        for (_, index) in ending {
+            let proposal = &mut self.proposals[index];
+            proposal.open = false;
+            let tally = |choice| -> u64 {
+                proposal
+                    .votes
+                    .values()
+                    .filter(|(c, _)| *c == choice)
+                    .map(|(_, power)| power)
+                    .sum()
+            };
+            let (yes, no, abstain) = (
+                tally(VoteChoice::Yes),
+                tally(VoteChoice::No),
+                tally(VoteChoice::Abstain),
+            );
+            let quorum = u128::from(yes + no + abstain) * 100
+                >= u128::from(proposal.total_power) * u128::from(QUORUM_PERCENT);
+            if quorum && yes > no {
+                proposal.activation_height = Some(height + 1);
+            }
+            let proposer = proposal.proposer;
+            self.account(addr("@deposits")).balance -= DEPOSIT;
+            if quorum {
+                self.account(proposer).balance += DEPOSIT;
+            } else {
+                self.burned += DEPOSIT;
+            }
+        }
+        for index in 0..self.proposals.len() {
+            if self.proposals[index].activation_height != Some(height) {
+                continue;
+            }
+            if let Some((to, amount)) = self.proposals[index].spend {
+                let treasury = self.account(addr("@treasury"));
+                if treasury.balance >= amount {
+                    treasury.balance -= amount;
+                    self.account(to).balance += amount;
+                }
+            }
+        }
     }
 
     fn price(&self, instances: u32, months: u32) -> u64 {
@@ -323,6 +440,71 @@ impl Model {
                 *self.account(from) = next;
                 self.apps.remove(&name);
             }
+            Op::Propose {
+                spend,
+                deposit_short,
+                ..
+            } => {
+                if *deposit_short {
+                    return Err("deposit_too_low");
+                }
+                if self.proposals.iter().filter(|p| p.open).count() >= OPEN_PROPOSALS_MAX {
+                    return Err("too_many_open_proposals");
+                }
+                let spend = spend.map(|(to, amount)| (addr(ACCOUNTS[to]), amount));
+                if let Some((_, amount)) = spend
+                    && self.account(addr("@treasury")).balance < amount
+                {
+                    return Err("treasury_insufficient");
+                }
+                debit(&mut next, DEPOSIT)?;
+                *self.account(from) = next;
+                self.account(addr("@deposits")).balance += DEPOSIT;
+                // Power is taken now: the fee has left the signer and is not yet the proposer's.
+                let modules = [addr("@pool"), addr("@deposits"), addr("@treasury")];
+                let snapshot: BTreeMap<Address, ModelAccount> = self
+                    .accounts
+                    .iter()
+                    .filter(|(address, _)| !modules.contains(address))
+                    .map(|(address, account)| (*address, account.clone()))
+                    .collect();
+                let all = ModelAccount {
+                    balance: snapshot.values().map(|a| a.balance).sum(),
+                    locked: snapshot.values().map(|a| a.locked).sum(),
+                    nonce: 0,
+                };
+                self.proposals.push(ModelProposal {
+                    proposer: from,
+                    spend,
+                    ends_ms: now + VOTING_MS,
+                    snapshot,
+                    total_power: power(&all),
+                    votes: BTreeMap::new(),
+                    open: true,
+                    activation_height: None,
+                });
+            }
+            Op::Vote {
+                proposal, choice, ..
+            } => {
+                let index = (*proposal as usize)
+                    .checked_sub(1)
+                    .filter(|i| *i < self.proposals.len())
+                    .ok_or("proposal_not_found")?;
+                let proposal = &self.proposals[index];
+                if !proposal.open {
+                    return Err("voting_closed");
+                }
+                let power = proposal.snapshot.get(&from).map_or(0, power);
+                if power == 0 {
+                    return Err("no_voting_power");
+                }
+                debit(&mut next, 0)?;
+                *self.account(from) = next;
+                self.proposals[index]
+                    .votes
+                    .insert(from, (CHOICES[*choice], power));
+            }
             Op::Block { .. } => unreachable!("blocks are not transactions"),
         }
         self.account(validator).balance += fee;
@@ -347,11 +529,19 @@ fn spec(app: usize, owner: usize, instances: u32) -> flux_types::AppSpec {
 fn steps_for(balances: &[u64], ops: &[Op]) -> (flux_types::Genesis, Vec<Step>) {
     let mut params = Params::devnet();
     params.month_ms = MONTH_MS;
-    let funded: Vec<(&str, flux_types::Amount)> = ACCOUNTS
+    params.gov.voting_period_ms = VOTING_MS;
+    params.gov.proposal_deposit = flux_types::Amount::units(DEPOSIT);
+    params.gov.activation_delay_blocks = 1;
+    params.gov.collateral_weight_milli = COLLATERAL_WEIGHT_MILLI;
+    params.gov.balance_weight_milli = BALANCE_WEIGHT_MILLI;
+    params.gov.quorum_percent = QUORUM_PERCENT as u32;
+    params.gov.open_proposals_max = OPEN_PROPOSALS_MAX as u32;
+    let mut funded: Vec<(&str, flux_types::Amount)> = ACCOUNTS
         .iter()
         .zip(balances)
         .map(|(label, units)| (*label, flux_types::Amount::units(*units)))
         .collect();
+    funded.push(("@treasury", flux_types::Amount::units(TREASURY)));
     let genesis = genesis_with(params.clone(), &funded);
     let mut model = Model {
         params,
@@ -370,17 +560,35 @@ fn steps_for(balances: &[u64], ops: &[Op]) -> (flux_types::Genesis, Vec<Step>) {
             .collect(),
         nodes: BTreeMap::new(),
         apps: BTreeMap::new(),
+        height: 0,
+        block_started: false,
+        proposals: Vec::new(),
+        burned: 0,
     };
     let mut steps = Vec::new();
-    for op in ops.iter().chain([Op::Block { advance_ms: 0 }].iter()) {
+    // The sequence ends with blocks that close every vote and apply what passed.
+    let tail = [
+        Op::Block {
+            advance_ms: VOTING_MS,
+        },
+        Op::Block { advance_ms: 0 },
+        Op::Block { advance_ms: 0 },
+    ];
+    for op in ops.iter().chain(tail.iter()) {
         let (from, twist, body) = match op {
             Op::Block { advance_ms } => {
                 model.expire();
+                model.begin_block();
                 model.clock_ms = model.next_block_time();
+                model.height += 1;
+                model.block_started = false;
                 steps.push(block());
                 let expected: BTreeMap<Address, ModelAccount> = model.accounts.clone();
+                let burned = model.burned;
+                let initial: u64 = funded.iter().map(|(_, a)| a.as_units()).sum();
                 steps.push(then(move |chain: &Chain| {
                     let supply = chain.state.total_supply();
+                    assert_eq!(supply.as_units(), initial - burned, "supply after burns");
                     for (address, want) in &expected {
                         let got = chain.state.account(address);
                         let got = ModelAccount {
@@ -464,6 +672,30 @@ fn steps_for(balances: &[u64], ops: &[Op]) -> (flux_types::Genesis, Vec<Step>) {
                     name: APPS[*app].into(),
                 },
             ),
+            Op::Propose {
+                from,
+                spend,
+                deposit_short,
+            } => {
+                let action = match spend {
+                    Some((to, amount)) => ProposalAction::TreasurySpend {
+                        to: addr(ACCOUNTS[*to]),
+                        amount: flux_types::Amount::units(*amount),
+                    },
+                    None => ProposalAction::Text,
+                };
+                let deposit = DEPOSIT - u64::from(*deposit_short);
+                (
+                    *from,
+                    Twist::None,
+                    propose("a proposal", action, flux_types::Amount::units(deposit)),
+                )
+            }
+            Op::Vote {
+                from,
+                proposal,
+                choice,
+            } => (*from, Twist::None, vote(*proposal, CHOICES[*choice])),
         };
         let label = ACCOUNTS[from];
         let sender = addr(label);
@@ -479,6 +711,7 @@ fn steps_for(balances: &[u64], ops: &[Op]) -> (flux_types::Genesis, Vec<Step>) {
             )),
             Twist::BadSignature => step.signed_by("mallory"),
         };
+        model.begin_block();
         step = match model.run(sender, twist, op) {
             Ok(()) => step,
             Err(code) => step.fails(code),
@@ -508,8 +741,14 @@ proptest! {
         let (genesis, steps) = steps_for(&balances, &ops);
         let chain = check(genesis.clone(), steps);
         prop_assert_eq!(chain.state.sum_of_accounts(), chain.state.total_supply());
-        let supply: u64 = balances.iter().sum();
-        prop_assert_eq!(chain.state.total_supply().as_units(), supply);
+        let burned: u64 = chain
+            .state
+            .proposals()
+            .filter(|p| p.deposit_fate == flux_ledger::DepositFate::Burned)
+            .map(|p| p.deposit.as_units())
+            .sum();
+        let supply: u64 = balances.iter().sum::<u64>() + TREASURY;
+        prop_assert_eq!(chain.state.total_supply().as_units(), supply - burned);
 
         // The state root is a function of the blocks: a node that replays
         // them reaches the same root at every height, and running the same
