@@ -173,6 +173,14 @@ fn build_router(node: Node, config: &ApiConfig, metrics: Arc<Metrics>) -> Router
             post(routes::quote).get(routes::app_named_quote),
         )
         .route("/api/v1/apps/{name}", get(routes::app))
+        .route("/api/v1/gov/proposals", get(routes::proposals))
+        .route("/api/v1/gov/proposals/{id}", get(routes::proposal))
+        .route(
+            "/api/v1/gov/proposals/{id}/votes",
+            get(routes::proposal_votes),
+        )
+        .route("/api/v1/gov/params", get(routes::gov_params))
+        .route("/api/v1/gov/blocklist", get(routes::blocklist))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use flux_chain::TxStatus;
-use flux_ledger::{AppRecord, NodeRecord, Quote};
+use flux_ledger::{AppRecord, NodeRecord, Proposal, ProposalStatus, Quote};
 use flux_types::codec::decode_bounded;
 use flux_types::{Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, SignedTransaction};
 use serde::{Deserialize, Serialize};
@@ -470,6 +470,290 @@ pub(crate) async fn quote(
         .map_err(|e| Problem::from(flux_ledger::TxError::InvalidSpec(e)))?;
     let quote = flux_ledger::quote(params, &request.spec, request.months)?;
     Ok(Json(quote))
+}
+
+/// A proposal with its live counts.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProposalView {
+    #[serde(flatten)]
+    pub(crate) proposal: Proposal,
+    /// Power that voted at all.
+    pub(crate) turnout: Amount,
+    /// The least turnout that reaches quorum.
+    pub(crate) quorum_power: Amount,
+    /// Whether the votes so far reach quorum.
+    pub(crate) quorum_reached: bool,
+    /// Chain time left to vote, ms (0 once voting ended).
+    pub(crate) time_left_ms: u64,
+}
+
+impl ProposalView {
+    fn new(proposal: &Proposal, now_ms: u64) -> ProposalView {
+        let time_left_ms = if proposal.status == ProposalStatus::Open {
+            proposal.voting_ends_ms.saturating_sub(now_ms)
+        } else {
+            0
+        };
+        ProposalView {
+            turnout: proposal.tally.turnout(),
+            quorum_power: proposal.quorum_power(),
+            quorum_reached: proposal.quorum_reached(),
+            time_left_ms,
+            proposal: proposal.clone(),
+        }
+    }
+}
+
+/// Which proposals to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProposalQuery {
+    /// Only proposals with this status: `open`, `passed` or `rejected`.
+    pub(crate) status: Option<String>,
+    /// Start after this proposal id; omit for the first page.
+    pub(crate) after: Option<u64>,
+    /// Most items returned, 1 to 1000 (default 1000).
+    pub(crate) limit: Option<usize>,
+}
+
+/// A governable param with the height at which its value took effect.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ParamView {
+    /// The key, as a parameter-change proposal names it.
+    pub(crate) key: &'static str,
+    /// The value in force: FLUX amounts as decimals, others as whole numbers.
+    pub(crate) value: String,
+    /// Height of the block from which this value applies (0: since genesis).
+    pub(crate) since_height: u64,
+    /// Smallest value a proposal may set.
+    pub(crate) min: String,
+    /// Largest value a proposal may set.
+    pub(crate) max: String,
+    /// What it is, with its unit.
+    pub(crate) description: &'static str,
+}
+
+/// A vote on a proposal.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VoteView {
+    /// The voter.
+    #[schema(value_type = String, example = "flux1...")]
+    pub(crate) voter: Address,
+    /// `yes`, `no` or `abstain`.
+    #[schema(value_type = String, example = "yes")]
+    pub(crate) choice: flux_types::VoteChoice,
+    /// The voter's power at the proposal's start, in FLUX.
+    #[schema(value_type = String, example = "1000.00000000")]
+    pub(crate) power: Amount,
+    /// Height of the block with the voter's latest vote.
+    pub(crate) height: u64,
+}
+
+/// An entry of the image blocklist.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BlockedImageView {
+    /// `repository`, `repository:tag` or `repository@sha256:digest`.
+    pub(crate) image: String,
+    /// Height at which it took effect.
+    pub(crate) since_height: u64,
+    /// The proposal that added it.
+    pub(crate) proposal: u64,
+}
+
+/// An app that runs a blocked image: no instance of it may run.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BlockedAppView {
+    /// The app's name (lowercase).
+    pub(crate) app: String,
+    /// The component's image.
+    pub(crate) image: String,
+    /// The blocklist entry that matches it.
+    pub(crate) entry: String,
+    /// Height at which the app was blocked.
+    pub(crate) since_height: u64,
+}
+
+/// The network's image blocklist and the apps it blocks.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BlocklistView {
+    /// Blocked images, by entry.
+    pub(crate) images: Vec<BlockedImageView>,
+    /// Blocked apps, by name.
+    pub(crate) apps: Vec<BlockedAppView>,
+}
+
+fn parse_proposal_id(text: &str) -> ApiResult<u64> {
+    check_param_len("proposal id", "bad_proposal_id", text)?
+        .parse()
+        .map_err(|_| {
+            Problem::bad_request(
+                "bad_proposal_id",
+                format!("'{text}' is not a proposal id (a whole number)"),
+            )
+        })
+}
+
+fn proposal_not_found(id: u64) -> Problem {
+    Problem::not_found(
+        "proposal_not_found",
+        flux_ledger::TxError::ProposalNotFound(id).to_string(),
+    )
+}
+
+/// Proposals, ordered by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gov/proposals",
+    tag = "governance",
+    params(ProposalQuery),
+    responses(
+        (status = 200, description = "One page of proposals with their tallies", body = Vec<crate::schema::ProposalSchema>),
+        (status = 400, description = "`bad_request`: bad `status`, `after` or `limit`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn proposals(
+    State(state): State<AppState>,
+    query: Result<Query<ProposalQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<ProposalView>>> {
+    let Query(query) = query.map_err(|e| Problem::bad_request("bad_request", e.body_text()))?;
+    let limit = query.limit.unwrap_or(LIST_LIMIT_MAX);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        return Err(Problem::bad_request(
+            "bad_request",
+            format!("limit is {limit}; it must be between 1 and {LIST_LIMIT_MAX}"),
+        ));
+    }
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some("open") => Some(ProposalStatus::Open),
+        Some("passed") => Some(ProposalStatus::Passed),
+        Some("rejected") => Some(ProposalStatus::Rejected),
+        Some(other) => {
+            return Err(Problem::bad_request(
+                "bad_request",
+                format!("status '{other}' is not one of open, passed, rejected"),
+            ));
+        }
+    };
+    let snapshot = state.node.state();
+    let now_ms = snapshot.time_ms();
+    let page = snapshot
+        .proposals_after(query.after.unwrap_or(0))
+        .filter(|p| status.is_none_or(|status| p.status == status))
+        .take(limit)
+        .map(|p| ProposalView::new(p, now_ms))
+        .collect();
+    Ok(Json(page))
+}
+
+/// One proposal with its tally, turnout and time left.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gov/proposals/{id}",
+    tag = "governance",
+    params(("id" = u64, Path, description = "The proposal's id, counting from 1")),
+    responses(
+        (status = 200, description = "The proposal", body = crate::schema::ProposalSchema),
+        (status = 400, description = "`bad_proposal_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`proposal_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn proposal(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProposalView>> {
+    let id = parse_proposal_id(&id)?;
+    let snapshot = state.node.state();
+    let proposal = snapshot
+        .proposal(id)
+        .ok_or_else(|| proposal_not_found(id))?;
+    Ok(Json(ProposalView::new(proposal, snapshot.time_ms())))
+}
+
+/// The votes on a proposal, by voter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gov/proposals/{id}/votes",
+    tag = "governance",
+    params(("id" = u64, Path, description = "The proposal's id")),
+    responses(
+        (status = 200, description = "Every vote, with the voter's power", body = Vec<VoteView>),
+        (status = 400, description = "`bad_proposal_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`proposal_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn proposal_votes(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<VoteView>>> {
+    let id = parse_proposal_id(&id)?;
+    let snapshot = state.node.state();
+    if snapshot.proposal(id).is_none() {
+        return Err(proposal_not_found(id));
+    }
+    let votes = snapshot
+        .votes(id)
+        .map(|(voter, vote)| VoteView {
+            voter: *voter,
+            choice: vote.choice,
+            power: vote.power,
+            height: vote.height,
+        })
+        .collect();
+    Ok(Json(votes))
+}
+
+/// Every governable param with its value, allowed range and the height it took effect.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gov/params",
+    tag = "governance",
+    responses((status = 200, description = "The governable params, in the order `flux chain params` lists them", body = Vec<ParamView>))
+)]
+pub(crate) async fn gov_params(State(state): State<AppState>) -> Json<Vec<ParamView>> {
+    let snapshot = state.node.state();
+    let params = snapshot.params();
+    let views = flux_types::governable::governable_params()
+        .map(|spec| ParamView {
+            key: spec.key,
+            value: spec.format(spec.get(params)),
+            since_height: snapshot.param_since(spec.key),
+            min: spec.format(spec.min),
+            max: spec.format(spec.max),
+            description: spec.description,
+        })
+        .collect();
+    Json(views)
+}
+
+/// The image blocklist and the apps it blocks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gov/blocklist",
+    tag = "governance",
+    responses((status = 200, description = "Blocked images and blocked apps", body = BlocklistView))
+)]
+pub(crate) async fn blocklist(State(state): State<AppState>) -> Json<BlocklistView> {
+    let snapshot = state.node.state();
+    Json(BlocklistView {
+        images: snapshot
+            .blocked_images()
+            .map(|(image, entry)| BlockedImageView {
+                image: image.clone(),
+                since_height: entry.since_height,
+                proposal: entry.proposal,
+            })
+            .collect(),
+        apps: snapshot
+            .blocked_apps()
+            .map(|(app, blocked)| BlockedAppView {
+                app: app.clone(),
+                image: blocked.image.clone(),
+                entry: blocked.entry.clone(),
+                since_height: blocked.since_height,
+            })
+            .collect(),
+    })
 }
 
 /// The network's parameters.

@@ -32,6 +32,11 @@ use crate::routes;
         routes::app,
         routes::quote,
         routes::params,
+        routes::proposals,
+        routes::proposal,
+        routes::proposal_votes,
+        routes::gov_params,
+        routes::blocklist,
         routes::openapi,
         routes::metrics,
         routes::dashboard,
@@ -43,6 +48,7 @@ use crate::routes;
         (name = "accounts", description = "Balances and nonces"),
         (name = "nodes", description = "Registered nodes"),
         (name = "apps", description = "Registered apps and prices"),
+        (name = "governance", description = "Proposals, votes, governable params and the image blocklist"),
         (name = "meta", description = "This document, metrics and the dashboard"),
     )
 )]
@@ -175,6 +181,165 @@ pub(crate) enum TxBodySchema {
         /// The app's name.
         name: String,
     },
+    /// Put a proposal to the vote, holding a deposit.
+    GovPropose {
+        /// One line saying what it does.
+        title: String,
+        /// Why.
+        description: String,
+        /// What happens when it passes.
+        action: ProposalActionSchema,
+        /// Deposit in FLUX, at least `gov.proposal_deposit`.
+        deposit: String,
+    },
+    /// Vote on an open proposal, or change the signer's vote.
+    GovVote {
+        /// The proposal's id.
+        proposal: u64,
+        /// The choice.
+        choice: VoteChoiceSchema,
+    },
+}
+
+/// A vote.
+#[derive(ToSchema)]
+#[schema(as = VoteChoice)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum VoteChoiceSchema {
+    /// For.
+    Yes,
+    /// Against.
+    No,
+    /// Counts toward quorum only.
+    Abstain,
+}
+
+/// One param set to a new value.
+#[derive(ToSchema)]
+#[schema(as = ParamChange)]
+pub(crate) struct ParamChangeSchema {
+    /// The key, as `/api/v1/gov/params` lists it.
+    key: String,
+    /// The new value: FLUX amounts as decimals, others as whole numbers.
+    value: String,
+}
+
+/// What a proposal does when it passes, tagged by `type`.
+#[derive(ToSchema)]
+#[schema(as = ProposalAction)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ProposalActionSchema {
+    /// Set params, all together or none.
+    ParamChange {
+        /// The changes.
+        changes: Vec<ParamChangeSchema>,
+    },
+    /// Add images to the blocklist, or remove them.
+    ImagePolicy {
+        /// Entries to add: `repository`, `repository:tag` or `repository@sha256:digest`.
+        block: Vec<String>,
+        /// Entries to remove.
+        unblock: Vec<String>,
+    },
+    /// Pay from the treasury.
+    TreasurySpend {
+        /// Recipient address.
+        to: String,
+        /// Amount in FLUX.
+        amount: String,
+    },
+    /// Records the outcome only.
+    Text,
+}
+
+/// Votes counted, as voting power.
+#[derive(ToSchema)]
+#[schema(as = Tally)]
+pub(crate) struct TallySchema {
+    /// Power voting yes, in FLUX.
+    yes: String,
+    /// Power voting no, in FLUX.
+    no: String,
+    /// Power abstaining, in FLUX.
+    abstain: String,
+    /// Accounts that voted.
+    voters: u32,
+}
+
+/// What became of a passed proposal's action, tagged by `result`.
+#[derive(ToSchema)]
+#[schema(as = Activation)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub(crate) enum ActivationSchema {
+    /// Waiting for its height.
+    Pending {
+        /// The block whose transactions first see the effect.
+        height: u64,
+    },
+    /// Applied at the start of block `height`.
+    Applied {
+        /// The height.
+        height: u64,
+    },
+    /// Could not be applied; nothing changed.
+    Failed {
+        /// The height.
+        height: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A proposal with its live counts.
+#[derive(ToSchema)]
+#[schema(as = Proposal)]
+pub(crate) struct ProposalSchema {
+    /// Id, counting from 1.
+    id: u64,
+    /// Who proposed and deposited, a `flux1...` address.
+    proposer: String,
+    /// One line saying what it does.
+    title: String,
+    /// Why.
+    description: String,
+    /// What happens when it passes.
+    action: ProposalActionSchema,
+    /// Deposit in FLUX.
+    deposit: String,
+    /// Height of the block that included it; voting power is taken there.
+    submitted_height: u64,
+    /// Chain time at which voting opened, ms.
+    voting_starts_ms: u64,
+    /// Chain time at which voting ends, ms.
+    voting_ends_ms: u64,
+    /// Voting power of all accounts at the start, in FLUX.
+    total_power: String,
+    /// Quorum, percent of `total_power`.
+    quorum_percent: u32,
+    /// Weight of locked collateral, thousandths.
+    collateral_weight_milli: u64,
+    /// Weight of liquid balance, thousandths.
+    balance_weight_milli: u64,
+    /// Votes so far.
+    tally: TallySchema,
+    /// `open`, `passed` or `rejected`.
+    status: String,
+    /// `quorum_missed` or `not_enough_yes` when rejected, else null.
+    rejection: Option<String>,
+    /// `held`, `returned` or `burned`.
+    deposit_fate: String,
+    /// Height of the block that closed the vote.
+    closed_height: Option<u64>,
+    /// For a passed proposal: when its action takes effect and how it went.
+    activation: Option<ActivationSchema>,
+    /// Power that voted at all, in FLUX.
+    turnout: String,
+    /// The least turnout that reaches quorum, in FLUX.
+    quorum_power: String,
+    /// Whether the votes so far reach quorum.
+    quorum_reached: bool,
+    /// Chain time left to vote, ms (0 once voting ended).
+    time_left_ms: u64,
 }
 
 /// A node tier.
@@ -291,6 +456,26 @@ pub(crate) enum ReceiptDetailSchema {
     AppRemoved {
         /// Name.
         app: String,
+    },
+    /// A proposal was put to the vote.
+    ProposalSubmitted {
+        /// Its id.
+        proposal: u64,
+        /// Deposit held, in FLUX.
+        deposit: String,
+        /// Chain time at which voting ends, ms.
+        voting_ends_ms: u64,
+    },
+    /// A vote was cast or changed.
+    Voted {
+        /// The proposal.
+        proposal: u64,
+        /// The choice.
+        choice: VoteChoiceSchema,
+        /// The voter's power at the proposal's start, in FLUX.
+        power: String,
+        /// The earlier choice when the vote changed, else null.
+        changed_from: Option<VoteChoiceSchema>,
     },
 }
 
@@ -450,6 +635,8 @@ mod tests {
             "AppSpec",
             "Quote",
             "TxStatus",
+            "Proposal",
+            "ProposalAction",
         ] {
             assert!(
                 schemas.contains_key(name),

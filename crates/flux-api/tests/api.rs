@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const FUNDS: Amount = Amount::flux(1_000_000);
 
 /// Every route of the API with its method, as the OpenAPI document must list them.
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 19] = [
     ("get", "/"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
@@ -43,6 +43,11 @@ const ROUTES: [(&str, &str); 14] = [
     ("get", "/api/v1/apps"),
     ("post", "/api/v1/apps/quote"),
     ("get", "/api/v1/apps/{name}"),
+    ("get", "/api/v1/gov/proposals"),
+    ("get", "/api/v1/gov/proposals/{id}"),
+    ("get", "/api/v1/gov/proposals/{id}/votes"),
+    ("get", "/api/v1/gov/params"),
+    ("get", "/api/v1/gov/blocklist"),
 ];
 
 fn dev0() -> SecretKey {
@@ -119,9 +124,12 @@ impl Harness {
     }
 
     async fn start_with(config: ApiConfig) -> Harness {
+        Harness::start_with_params(config, Params::devnet()).await
+    }
+
+    async fn start_with_params(config: ApiConfig, mut params: Params) -> Harness {
         let dir = tempfile::tempdir().expect("temporary directory");
         let node_key = SecretKey::development("validator0");
-        let mut params = Params::devnet();
         params.block_interval_ms = BLOCK_INTERVAL_MS;
         let genesis = Genesis {
             chain_id: CHAIN_ID.into(),
@@ -1079,5 +1087,155 @@ async fn an_address_in_use_is_reported() {
         Some(format!("address {taken} is in use").as_str()),
         "{error}"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proposals_votes_params_and_the_blocklist_are_served_and_documented() {
+    let mut params = Params::devnet();
+    params.gov.voting_period_ms = 1_000;
+    params.gov.activation_delay_blocks = 2;
+    let h = Harness::start_with_params(ApiConfig::default(), params).await;
+    let key = dev0();
+    let doc = h.openapi().await;
+    let listed = h.get("/api/v1/gov/params").await.ok(200);
+    let cpu = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key"] == "app_prices.cpu_per_tenth")
+        .expect("the CPU price is governable")
+        .clone();
+    assert_eq!(cpu["value"], "0.03", "{cpu}");
+    assert_eq!(cpu["since_height"], 0, "{cpu}");
+    assert_documented(&doc, "ParamView", &cpu);
+
+    // A proposal that breaks a range is refused with the param's code.
+    let bad = h
+        .sign(
+            &key,
+            TxBody::GovPropose {
+                title: "no quorum".into(),
+                description: String::new(),
+                action: flux_types::ProposalAction::ParamChange {
+                    changes: vec![flux_types::ParamChange {
+                        key: "gov.quorum_percent".into(),
+                        value: "0".into(),
+                    }],
+                },
+                deposit: h.params.gov.proposal_deposit,
+            },
+        )
+        .await;
+    let detail = h.submit(&bad).await.problem(422, "param_out_of_range");
+    assert!(detail.contains("1 to 100"), "{detail}");
+
+    let propose = h
+        .sign(
+            &key,
+            TxBody::GovPropose {
+                title: "Cheaper CPU".into(),
+                description: "a third off".into(),
+                action: flux_types::ProposalAction::ParamChange {
+                    changes: vec![flux_types::ParamChange {
+                        key: "app_prices.cpu_per_tenth".into(),
+                        value: "0.02".into(),
+                    }],
+                },
+                deposit: h.params.gov.proposal_deposit,
+            },
+        )
+        .await;
+    let receipt = h.commit(&propose).await;
+    assert_eq!(receipt["detail"]["type"], "proposal_submitted", "{receipt}");
+    assert_documented(&doc, "ReceiptDetail", &receipt["detail"]);
+    let block = h
+        .get(&format!("/api/v1/blocks/{}", receipt["height"]))
+        .await
+        .ok(200);
+    let body = &block["txs"][0]["tx"]["tx"]["body"];
+    assert_eq!(body["type"], "gov_propose", "{block}");
+    assert_documented(&doc, "TxBody", body);
+    assert_documented(&doc, "ProposalAction", &body["action"]);
+
+    let receipt = h
+        .commit(
+            &h.sign(
+                &key,
+                TxBody::GovVote {
+                    proposal: 1,
+                    choice: flux_types::VoteChoice::Yes,
+                },
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(receipt["detail"]["type"], "voted", "{receipt}");
+    assert_documented(&doc, "ReceiptDetail", &receipt["detail"]);
+    let votes = h.get("/api/v1/gov/proposals/1/votes").await.ok(200);
+    assert_eq!(votes[0]["voter"], key.address().to_string(), "{votes}");
+    assert_eq!(votes[0]["choice"], "yes", "{votes}");
+    assert_documented(&doc, "VoteView", &votes[0]);
+
+    // Wait for the vote to close and the change to apply.
+    let deadline = Instant::now() + DEADLINE;
+    let proposal = loop {
+        let proposal = h.get("/api/v1/gov/proposals/1").await.ok(200);
+        if proposal["activation"]["result"] == "applied" {
+            break proposal;
+        }
+        assert!(Instant::now() < deadline, "not applied: {proposal}");
+        tokio::time::sleep(Duration::from_millis(BLOCK_INTERVAL_MS)).await;
+    };
+    assert_eq!(proposal["status"], "passed", "{proposal}");
+    assert_eq!(proposal["time_left_ms"], 0, "{proposal}");
+    assert_eq!(proposal["quorum_reached"], true, "{proposal}");
+    assert_documented(&doc, "Proposal", &proposal);
+    assert_documented(&doc, "Tally", &proposal["tally"]);
+    assert_documented(&doc, "Activation", &proposal["activation"]);
+    let height = proposal["activation"]["height"].clone();
+    let listed = h.get("/api/v1/gov/params").await.ok(200);
+    let cpu = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key"] == "app_prices.cpu_per_tenth")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&cpu["value"], &cpu["since_height"]),
+        (&json!("0.02"), &height)
+    );
+    let spec = hello_spec(key.address());
+    let quote = h
+        .post("/api/v1/apps/quote", &json!({ "spec": spec }))
+        .await
+        .ok(200);
+    assert_eq!(quote["per_instance_month"], "0.13400000", "{quote}");
+
+    // Lists filter by status; errors are problems.
+    let passed = h.get("/api/v1/gov/proposals?status=passed").await.ok(200);
+    assert_eq!(passed.as_array().map(Vec::len), Some(1), "{passed}");
+    let open = h.get("/api/v1/gov/proposals?status=open").await.ok(200);
+    assert_eq!(open, json!([]));
+    assert_eq!(
+        h.get("/api/v1/gov/proposals?after=1").await.ok(200),
+        json!([])
+    );
+    h.get("/api/v1/gov/proposals?status=maybe")
+        .await
+        .problem(400, "bad_request");
+    h.get("/api/v1/gov/proposals/7")
+        .await
+        .problem(404, "proposal_not_found");
+    h.get("/api/v1/gov/proposals/seven")
+        .await
+        .problem(400, "bad_proposal_id");
+    h.get("/api/v1/gov/proposals/7/votes")
+        .await
+        .problem(404, "proposal_not_found");
+    let blocklist = h.get("/api/v1/gov/blocklist").await.ok(200);
+    assert_eq!(blocklist, json!({ "images": [], "apps": [] }));
+    assert_documented(&doc, "BlocklistView", &blocklist);
     h.stop().await;
 }
