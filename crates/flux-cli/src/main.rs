@@ -1,4 +1,4 @@
-//! The `flux` command: keys, wallet, node, app, chain and devnet.
+//! The `flux` command: keys, wallet, node, app, gov, chain and devnet.
 //!
 //! Thin by design: argument parsing, output and process wiring. Keys stay in
 //! the local keystore and every write is signed here; the node only ever
@@ -59,6 +59,9 @@ enum Command {
     /// Validate, price, deploy and manage apps
     #[command(subcommand)]
     App(cmd::app::AppCommand),
+    /// Proposals and votes: change params, block images, spend the treasury
+    #[command(subcommand)]
+    Gov(cmd::gov::GovCommand),
     /// A local development network
     #[command(subcommand)]
     Devnet(devnet::DevnetCommand),
@@ -109,6 +112,7 @@ fn run(cli: Cli, out: Output) -> Result<()> {
         Command::Chain(command) => cmd::chain::run(&ctx, command),
         Command::Node(command) => cmd::node::run(&ctx, command),
         Command::App(command) => cmd::app::run(&ctx, command),
+        Command::Gov(command) => cmd::gov::run(&ctx, command),
         Command::Devnet(command) => devnet::run(&ctx, command),
     }
 }

@@ -1255,3 +1255,6 @@ fn crashed_validator_catches_up_and_two_down_halt_the_chain() {
     cluster.wait_height(&[3], target);
     cluster.assert_agree(&all);
 }
+
+#[path = "cli/gov.rs"]
+mod gov;

@@ -24,6 +24,8 @@ pub(crate) enum ChainCommand {
         /// Hash of the transaction
         hash: Hash,
     },
+    /// Every governable param: its key, value, the height it took effect and its allowed range
+    Params,
 }
 
 pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
@@ -72,6 +74,37 @@ pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
                 if let Some(message) = &status.message {
                     text.fields(&[("reason", message.clone())]);
                 }
+            });
+        }
+        ChainCommand::Params => {
+            let value = client.get_value("/gov/params")?;
+            ctx.out.show(&value, |text| {
+                let cell = |v: &Value| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let rows: Vec<Vec<String>> = value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|param| {
+                        let since = match param["since_height"].as_u64() {
+                            Some(0) | None => "genesis".to_string(),
+                            Some(height) => height.to_string(),
+                        };
+                        vec![
+                            cell(&param["key"]),
+                            cell(&param["value"]),
+                            since,
+                            format!("{} to {}", cell(&param["min"]), cell(&param["max"])),
+                        ]
+                    })
+                    .collect();
+                text.table(
+                    &["KEY", "VALUE", "SINCE HEIGHT", "ALLOWED"],
+                    &rows,
+                    "the node lists no governable params",
+                );
             });
         }
     }

@@ -3,6 +3,7 @@
 
 pub(crate) mod app;
 pub(crate) mod chain;
+pub(crate) mod gov;
 pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod wallet;
