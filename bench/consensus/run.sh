@@ -25,10 +25,13 @@ WORKERS=${WORKERS:-32}
 # A loopback range of its own, so that a devnet on 127.0.0.x is not disturbed.
 API_HOST=${API_HOST:-127.0.9.1}
 TARGET=${CARGO_TARGET_DIR:-target}
+# release, or dev (the workspace's dev profile builds dependencies at opt-level 2).
+PROFILE=${PROFILE:-release}
+OUTPUT_DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
-cargo build --release --quiet -p flux-cli --bin flux --example bench_consensus
-flux="$TARGET/release/flux"
-load="$TARGET/release/examples/bench_consensus"
+cargo build --profile "$PROFILE" --quiet -p flux-cli --bin flux --example bench_consensus
+flux="$TARGET/$OUTPUT_DIR/flux"
+load="$TARGET/$OUTPUT_DIR/examples/bench_consensus"
 base="${API_HOST%.*}"
 last="${API_HOST##*.}"
 nodes="$(for i in 0 1 2 3; do printf 'http://%s.%d:16127,' "$base" $((last + i)); done)"
@@ -74,7 +77,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "medians over $ROUNDS round(s), block interval ${BLOCK_INTERVAL_MS:-default}, load $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min):"
+echo "medians over $ROUNDS round(s), $PROFILE build, block interval ${BLOCK_INTERVAL_MS:-default}, load $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min):"
 for key in p50 p99; do
   printf '  finality %s at %s tx/s: %s ms\n' "$key" "$LATENCY_RATE" \
     "$(while read -r l; do echo "$l" | field "['finality_ms']['$key']"; done <"$results.latency" | median)"

@@ -32,6 +32,8 @@ const POLL_INTERVAL_MS: u64 = 5;
 const DRAIN_TIMEOUT_MS: u64 = 120_000;
 /// Development keys that fund the accounts.
 const FUNDERS: usize = 4;
+/// Funding transfers one development key sends before waiting for them.
+const FUNDING_ROUND_MAX: usize = 32;
 
 struct Options {
     nodes: Vec<String>,
@@ -218,24 +220,37 @@ fn main() -> Result<()> {
     let funders: Vec<SecretKey> = (0..FUNDERS)
         .map(|i| SecretKey::development(&format!("dev{i}")))
         .collect();
-    let mut last_funding = Vec::new();
-    for (f, funder) in funders.iter().enumerate() {
-        let start = first.next_nonce(funder)?;
-        let mut last = None;
-        for (nonce, account) in (start..).zip(accounts.iter().skip(f).step_by(FUNDERS)) {
-            let tx = signed_transfer(&chain_id, funder, nonce, account, Amount::flux(100), &fee);
-            first.submit(&tx)?;
-            last = Some(tx.hash().to_string());
-        }
-        last_funding.extend(last);
-    }
+    // The mempool holds a bounded number of pending transactions per
+    // account: fund in rounds of FUNDING_ROUND_MAX per development key.
     let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
-    for hash in &last_funding {
-        while !first.committed(hash)? {
-            if Instant::now() > deadline {
-                bail!("the funding transfers were not committed in time");
+    let shares: Vec<Vec<&SecretKey>> = (0..FUNDERS)
+        .map(|f| accounts.iter().skip(f).step_by(FUNDERS).collect())
+        .collect();
+    let rounds = shares[0].len().div_ceil(FUNDING_ROUND_MAX);
+    for round in 0..rounds {
+        let mut last_funding = Vec::new();
+        for (funder, share) in funders.iter().zip(&shares) {
+            let start = first.next_nonce(funder)?;
+            let chunk = share
+                .iter()
+                .skip(round * FUNDING_ROUND_MAX)
+                .take(FUNDING_ROUND_MAX);
+            let mut last = None;
+            for (nonce, account) in (start..).zip(chunk) {
+                let tx =
+                    signed_transfer(&chain_id, funder, nonce, account, Amount::flux(100), &fee);
+                first.submit(&tx)?;
+                last = Some(tx.hash().to_string());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            last_funding.extend(last);
+        }
+        for hash in &last_funding {
+            while !first.committed(hash)? {
+                if Instant::now() > deadline {
+                    bail!("the funding transfers were not committed in time");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
