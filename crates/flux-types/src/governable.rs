@@ -251,13 +251,6 @@ const NIMBUS: [ParamSpec; 7] = tier!("nimbus", 1);
 const STRATUS: [ParamSpec; 7] = tier!("stratus", 2);
 
 const GENERAL: &[ParamSpec] = &[
-    integer!(
-        "epoch_length_blocks",
-        1,
-        1_000_000,
-        "blocks per epoch",
-        epoch_length_blocks
-    ),
     amount!(
         "tx_fee_min",
         1,
@@ -599,9 +592,12 @@ mod tests {
     use super::*;
 
     /// Params that are deliberately not governable, with the reason.
-    const FIXED: [&str; 2] = [
+    const FIXED: [&str; 3] = [
         // The block interval is the consensus engine's timing, set in genesis.
         "block_interval_ms",
+        // Consensus numbers its epochs from the genesis value; a new length
+        // needs a switch at an epoch boundary that every node makes together.
+        "epoch_length_blocks",
         // A list of ranges; change it with a network upgrade.
         "app_limits.banned_ports",
     ];
@@ -690,13 +686,10 @@ mod tests {
         assert_eq!(code(&[]), "empty_param_change");
         assert_eq!(code(&[change("app_prices.gpu", "1")]), "unknown_param");
         assert_eq!(
-            code(&[change("epoch_length_blocks", "ten")]),
+            code(&[change("block_txs_max", "ten")]),
             "malformed_param_value"
         );
-        assert_eq!(
-            code(&[change("epoch_length_blocks", "0")]),
-            "param_out_of_range"
-        );
+        assert_eq!(code(&[change("block_txs_max", "0")]), "param_out_of_range");
         assert_eq!(
             code(&[change("app_prices.minimum", "0.000000001")]),
             "malformed_param_value"

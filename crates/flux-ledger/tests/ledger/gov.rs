@@ -135,7 +135,7 @@ fn out_of_range_and_malformed_proposals_are_refused_at_proposal_time() {
                 "flux chain params",
             ),
             refused(
-                param_change(&[("epoch_length_blocks", "soon")]),
+                param_change(&[("block_txs_max", "soon")]),
                 "malformed_param_value",
                 "a whole number",
             ),
