@@ -51,6 +51,22 @@ pub(crate) enum AppCommand {
         #[command(flatten)]
         tx: TxOptions,
     },
+    /// Replace a registered app's spec and period (same name), crediting the unused part
+    Update {
+        /// The new spec file (Flux v8 JSON, TOML or docker-compose)
+        file: PathBuf,
+        /// Key that owns the app and pays
+        #[arg(long, value_name = "NAME")]
+        from: String,
+        /// Months to pay for from now [default: the spec's `expire`, else 1]
+        #[arg(long)]
+        months: Option<u32>,
+        /// The most to pay after the credit, in FLUX [default: the quoted price]
+        #[arg(long, value_name = "AMOUNT")]
+        max_payment: Option<Amount>,
+        #[command(flatten)]
+        tx: TxOptions,
+    },
     /// List the registered apps
     List,
     /// Show one app
@@ -132,6 +148,40 @@ pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
                 ));
             }
             let body = TxBody::AppRegister {
+                spec: parsed.spec,
+                months,
+                max_payment,
+            };
+            let signed = prepared.sign(&key, body, tx.fee);
+            let written = submit::submit_and_wait(&client, &ctx.out, &signed, &tx)?;
+            submit::show_written(&ctx.out, &written);
+        }
+        AppCommand::Update {
+            file,
+            from,
+            months,
+            max_payment,
+            tx,
+        } => {
+            let owner = ctx.keystore().load(&from)?;
+            let key = owner.secret()?;
+            let parsed = read_spec(&file, owner.address)?;
+            let months = months.or(parsed.months_hint).unwrap_or(1);
+            let client = ctx.client()?;
+            let app = get_app(&client, &parsed.spec.name)?;
+            if app.spec.owner != owner.address {
+                bail!(
+                    "app '{}' is owned by {}, not by {from} ({}); only its owner can update it",
+                    parsed.spec.name,
+                    app.spec.owner,
+                    owner.address
+                );
+            }
+            let prepared = submit::prepare(&client, &key)?;
+            check_spec(&file, &parsed.spec, &prepared.params)?;
+            let quote = quote(&prepared.params, &parsed.spec, months)?;
+            let max_payment = max_payment.unwrap_or(quote.total);
+            let body = TxBody::AppUpdate {
                 spec: parsed.spec,
                 months,
                 max_payment,
