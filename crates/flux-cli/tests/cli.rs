@@ -636,7 +636,7 @@ fn devnet_end_to_end() {
         "node",
         "register",
         "--from",
-        "dev1",
+        "alice",
         "--tier",
         "cumulus",
         "--endpoint",
@@ -648,11 +648,19 @@ fn devnet_end_to_end() {
         registered["receipt"]["detail"]["type"], "node_registered",
         "{registered}"
     );
-    let account = flux.json(&["wallet", "balance", "dev1"]);
+    let account = flux.json(&["wallet", "balance", "alice"]);
     assert_eq!(account["locked"], "10.00000000", "{account}");
+    // The devnet's four nodes registered themselves as hosts; this is the fifth.
     let nodes = flux.json(&["node", "list"]);
-    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
-    assert_eq!(nodes[0]["tier"], "cumulus");
+    assert_eq!(nodes.as_array().unwrap().len(), 5, "{nodes}");
+    let mine: Vec<_> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["owner"] == alice.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{nodes}");
+    assert_eq!(mine[0]["tier"], "cumulus");
     assert!(flux.ok(&["node", "list"]).contains("EU_CZ"));
     let error = flux.fails(&[
         "node",
@@ -670,9 +678,9 @@ fn devnet_end_to_end() {
         error.contains("--endpoint") && error.contains("HOST:PORT"),
         "{error}"
     );
-    flux.json(&["node", "deregister", "--from", "dev1"]);
+    flux.json(&["node", "deregister", "--from", "alice"]);
     assert_eq!(
-        flux.json(&["wallet", "balance", "dev1"])["locked"],
+        flux.json(&["wallet", "balance", "alice"])["locked"],
         "0.00000000"
     );
 
