@@ -10,7 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use flux_chain::TxStatus;
-use flux_ledger::{AppRecord, NodeRecord, Proposal, ProposalStatus, Quote};
+use flux_ledger::{
+    AppRecord, BenchmarkRecord, NodeRecord, NodeResources, PendingReason, Proposal, ProposalStatus,
+    Quote, State as LedgerState,
+};
 use flux_types::codec::decode_bounded;
 use flux_types::{Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, SignedTransaction};
 use serde::{Deserialize, Serialize};
@@ -103,6 +106,80 @@ pub(crate) struct AppListItem {
     #[serde(flatten)]
     pub(crate) record: AppRecord,
     pub(crate) price_per_month: Option<Amount>,
+}
+
+/// A node with its benchmark, its capacity and the instances placed on it.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeDetail {
+    #[serde(flatten)]
+    pub(crate) record: NodeRecord,
+    pub(crate) benchmark: Option<BenchmarkRecord>,
+    pub(crate) pending_reason: Option<PendingReason>,
+    pub(crate) resources: Option<NodeResources>,
+    pub(crate) instances: Vec<NodeInstance>,
+}
+
+/// An instance placed on a node.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeInstance {
+    pub(crate) app: String,
+    pub(crate) instance: u32,
+}
+
+/// An app with where its instances run.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppDetail {
+    #[serde(flatten)]
+    pub(crate) record: AppRecord,
+    pub(crate) wanted: u32,
+    pub(crate) placed: u32,
+    pub(crate) instances: Vec<InstancePlacement>,
+}
+
+/// Where one instance of an app runs.
+#[derive(Debug, Serialize)]
+pub(crate) struct InstancePlacement {
+    pub(crate) instance: u32,
+    pub(crate) node: Option<Address>,
+    pub(crate) node_endpoint: Option<String>,
+    pub(crate) addresses: Vec<String>,
+}
+
+impl AppDetail {
+    fn of(state: &LedgerState, record: &AppRecord) -> AppDetail {
+        let placement = state
+            .app_placement(&record.spec.name)
+            .expect("the app exists in this snapshot");
+        let ports: Vec<u16> = record.spec.ports().collect();
+        let instances = placement
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let endpoint = node
+                    .and_then(|id| state.node(&id))
+                    .map(|n| n.endpoint.clone());
+                let host = endpoint
+                    .as_deref()
+                    .and_then(|e| e.rsplit_once(':'))
+                    .map(|(host, _)| host.to_string());
+                InstancePlacement {
+                    instance: index as u32,
+                    node: *node,
+                    addresses: host
+                        .map(|h| ports.iter().map(|p| format!("{h}:{p}")).collect())
+                        .unwrap_or_default(),
+                    node_endpoint: endpoint,
+                }
+            })
+            .collect();
+        AppDetail {
+            record: record.clone(),
+            wanted: placement.wanted,
+            placed: placement.placed,
+            instances,
+        }
+    }
 }
 
 /// A request for a price.
@@ -352,7 +429,7 @@ pub(crate) async fn nodes(
     tag = "nodes",
     params(("id" = String, Path, description = "The node's id (the `flux1...` address of its node key)")),
     responses(
-        (status = 200, description = "The node", body = crate::schema::NodeRecordSchema),
+        (status = 200, description = "The node, its last benchmark, its capacity and its instances", body = crate::schema::NodeDetailSchema),
         (status = 400, description = "`bad_address`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`node_not_found`", body = Problem, content_type = "application/problem+json"),
     )
@@ -360,16 +437,30 @@ pub(crate) async fn nodes(
 pub(crate) async fn node(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<NodeRecord>> {
+) -> ApiResult<Json<NodeDetail>> {
     let id = parse_address(&id)?;
     let snapshot = state.node.state();
-    let node = snapshot.node(&id).cloned().ok_or_else(|| {
+    let record = snapshot.node(&id).cloned().ok_or_else(|| {
         Problem::not_found(
             "node_not_found",
             format!("no node with id {id} is registered"),
         )
     })?;
-    Ok(Json(node))
+    let instances = snapshot
+        .instances_on(&id)
+        .into_iter()
+        .map(|(app, instance)| NodeInstance {
+            app: app.spec.name.clone(),
+            instance,
+        })
+        .collect();
+    Ok(Json(NodeDetail {
+        benchmark: snapshot.node_benchmark(&id).cloned(),
+        pending_reason: snapshot.node_pending_reason(&id),
+        resources: snapshot.node_resources(&id),
+        instances,
+        record,
+    }))
 }
 
 /// Registered apps, ordered by name, each with its current monthly price.
@@ -415,34 +506,34 @@ pub(crate) async fn apps(
     tag = "apps",
     params(("name" = String, Path, description = "The app's name")),
     responses(
-        (status = 200, description = "The app", body = crate::schema::AppRecordSchema),
+        (status = 200, description = "The app and where its instances run", body = crate::schema::AppDetailSchema),
         (status = 404, description = "`app_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn app(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<AppRecord>> {
+) -> ApiResult<Json<AppDetail>> {
     find_app(&state, &name)
 }
 
 /// `GET /api/v1/apps/quote`: the app named `quote`. The static route of
 /// `POST /api/v1/apps/quote` takes precedence over `/api/v1/apps/{name}`, so
 /// without this an app with that (valid) name could not be read.
-pub(crate) async fn app_named_quote(State(state): State<AppState>) -> ApiResult<Json<AppRecord>> {
+pub(crate) async fn app_named_quote(State(state): State<AppState>) -> ApiResult<Json<AppDetail>> {
     find_app(&state, "quote")
 }
 
-fn find_app(state: &AppState, name: &str) -> ApiResult<Json<AppRecord>> {
+fn find_app(state: &AppState, name: &str) -> ApiResult<Json<AppDetail>> {
     let name = check_param_len("name", "bad_name", name)?;
     let snapshot = state.node.state();
-    let app = snapshot.app(name).cloned().ok_or_else(|| {
+    let app = snapshot.app(name).ok_or_else(|| {
         Problem::not_found(
             "app_not_found",
             format!("no app named '{name}' is registered"),
         )
     })?;
-    Ok(Json(app))
+    Ok(Json(AppDetail::of(&snapshot, app)))
 }
 
 /// The price of an app for a period, without registering it.

@@ -199,6 +199,11 @@ pub(crate) enum TxBodySchema {
         /// The choice.
         choice: VoteChoiceSchema,
     },
+    /// A node's benchmark of its own hardware, signed by its node key.
+    NodeBenchmark {
+        /// What the node measured.
+        report: BenchmarkReportSchema,
+    },
 }
 
 /// A vote.
@@ -477,6 +482,15 @@ pub(crate) enum ReceiptDetailSchema {
         /// The earlier choice when the vote changed, else null.
         changed_from: Option<VoteChoiceSchema>,
     },
+    /// A node's benchmark was recorded.
+    NodeBenchmarked {
+        /// Node id.
+        node: String,
+        /// The node's status after it: confirmed when every figure met its tier's threshold.
+        status: NodeStatusSchema,
+        /// The figures below their thresholds, each against its threshold.
+        shortfalls: Vec<FigureCheckSchema>,
+    },
 }
 
 /// Where a node is in its life.
@@ -512,6 +526,161 @@ pub(crate) struct NodeRecordSchema {
     status: NodeStatusSchema,
     /// Height of registration.
     registered_height: u64,
+}
+
+/// What a node measured of its own hardware.
+#[derive(ToSchema)]
+#[schema(as = BenchmarkReport)]
+pub(crate) struct BenchmarkReportSchema {
+    /// Logical CPU cores.
+    cores: u32,
+    /// Memory, MB.
+    ram_mb: u64,
+    /// Size of the disk holding the node's data, GB.
+    disk_gb: u64,
+    /// Events per second of the fixed prime workload, all cores together.
+    cpu_score: u64,
+    /// Sequential write speed with fsync, MB/s.
+    disk_write_mb_per_s: u64,
+}
+
+/// One figure of a benchmark.
+#[derive(ToSchema)]
+#[schema(as = Figure)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FigureSchema {
+    /// Logical CPU cores.
+    Cores,
+    /// Memory, MB.
+    RamMb,
+    /// Disk, GB.
+    DiskGb,
+    /// CPU score, events per second.
+    CpuScore,
+    /// Disk write speed with fsync, MB/s.
+    DiskWriteMbPerS,
+}
+
+/// One figure against its threshold.
+#[derive(ToSchema)]
+#[schema(as = FigureCheck)]
+pub(crate) struct FigureCheckSchema {
+    /// Which figure.
+    figure: FigureSchema,
+    /// What the node measured.
+    measured: u64,
+    /// The least its tier requires.
+    required: u64,
+}
+
+/// A node's last benchmark, as the ledger judged it.
+#[derive(ToSchema)]
+#[schema(as = BenchmarkRecord)]
+pub(crate) struct BenchmarkRecordSchema {
+    /// What the node measured.
+    report: BenchmarkReportSchema,
+    /// The tier it was judged for.
+    tier: TierSchema,
+    /// Each figure against the tier's threshold at the time.
+    checks: Vec<FigureCheckSchema>,
+    /// Whether every figure met its threshold.
+    passed: bool,
+    /// Height of the block that recorded it.
+    height: u64,
+    /// Chain time of that block, ms.
+    time_ms: u64,
+}
+
+/// Why a node is pending, tagged by `reason`.
+#[derive(ToSchema)]
+#[schema(as = PendingReason)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub(crate) enum PendingReasonSchema {
+    /// No benchmark yet.
+    NoBenchmark,
+    /// The last benchmark fell short of the tier's thresholds.
+    BelowThresholds {
+        /// The figures that fell short, each against its threshold.
+        shortfalls: Vec<FigureCheckSchema>,
+    },
+}
+
+/// An amount of each resource the scheduler counts.
+#[derive(ToSchema)]
+#[schema(as = Resources)]
+pub(crate) struct ResourcesSchema {
+    /// CPU, tenths of a core.
+    cpu_tenths: u64,
+    /// Memory, MB.
+    ram_mb: u64,
+    /// Disk, GB.
+    disk_gb: u64,
+}
+
+/// A node's capacity for instances and what its instances use.
+#[derive(ToSchema)]
+#[schema(as = NodeResources)]
+pub(crate) struct NodeResourcesSchema {
+    /// What instances may use: the benchmark's figures minus the network's reserve.
+    capacity: ResourcesSchema,
+    /// What the instances placed on the node use.
+    used: ResourcesSchema,
+}
+
+/// An instance placed on a node.
+#[derive(ToSchema)]
+#[schema(as = NodeInstance)]
+pub(crate) struct NodeInstanceSchema {
+    /// The app's name.
+    app: String,
+    /// The instance's index within the app.
+    instance: u32,
+}
+
+/// A node with its benchmark, its capacity and the instances placed on it.
+#[derive(ToSchema)]
+#[schema(as = NodeDetail)]
+pub(crate) struct NodeDetailSchema {
+    /// The node.
+    #[serde(flatten)]
+    record: NodeRecordSchema,
+    /// Its last benchmark; null before the first.
+    benchmark: Option<BenchmarkRecordSchema>,
+    /// Why it is pending; null when it is confirmed.
+    pending_reason: Option<PendingReasonSchema>,
+    /// Its capacity and use; null while it is not confirmed.
+    resources: Option<NodeResourcesSchema>,
+    /// The instances placed on it: what it runs.
+    instances: Vec<NodeInstanceSchema>,
+}
+
+/// Where one instance of an app runs.
+#[derive(ToSchema)]
+#[schema(as = InstancePlacement)]
+pub(crate) struct InstancePlacementSchema {
+    /// The instance's index within the app.
+    instance: u32,
+    /// The node's id; null while no node has room for the instance.
+    node: Option<String>,
+    /// The node's API endpoint `HOST:PORT`.
+    node_endpoint: Option<String>,
+    /// `HOST:PORT` of each port the app publishes, on that node.
+    addresses: Vec<String>,
+}
+
+/// An app with where its instances run.
+#[derive(ToSchema)]
+#[schema(as = AppDetail)]
+pub(crate) struct AppDetailSchema {
+    /// The app.
+    #[serde(flatten)]
+    record: AppRecordSchema,
+    /// Instances the specification asks for.
+    wanted: u32,
+    /// Instances placed on a node; fewer than `wanted` while the network lacks room.
+    placed: u32,
+    /// Every instance, placed or not.
+    instances: Vec<InstancePlacementSchema>,
 }
 
 /// One container of an app.
@@ -631,7 +800,10 @@ mod tests {
             "ChainStatus",
             "BlockHeader",
             "NodeRecord",
+            "NodeDetail",
+            "BenchmarkRecord",
             "AppRecord",
+            "AppDetail",
             "AppSpec",
             "Quote",
             "TxStatus",

@@ -12,8 +12,8 @@ use flux_api::{ApiConfig, ApiError};
 use flux_chain::{Node, NodeConfig};
 use flux_types::app::Component;
 use flux_types::{
-    Address, Amount, AppSpec, Genesis, GenesisAccount, GenesisValidator, Params, SecretKey,
-    SignedTransaction, Tier, Transaction, TxBody,
+    Address, Amount, AppSpec, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Params,
+    SecretKey, SignedTransaction, Tier, Transaction, TxBody,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -660,7 +660,13 @@ async fn registered_apps_and_nodes_are_listed() {
     assert_eq!(app["spec"]["name"], "hello");
     assert_eq!(app["months"], 2);
     assert_eq!(app["expires_at_ms"], receipt["detail"]["expires_at_ms"]);
-    assert_documented(&doc, "AppRecord", &app);
+    assert_documented(&doc, "AppDetail", &app);
+    assert_eq!(
+        (app["wanted"].as_u64(), app["placed"].as_u64()),
+        (Some(3), Some(0)),
+        "no confirmed node yet: {app}"
+    );
+    assert_eq!(app["instances"][2]["node"], Value::Null, "{app}");
     assert_documented(&doc, "AppSpec", &app["spec"]);
     assert_documented(&doc, "Component", &app["spec"]["components"][0]);
     let apps = h.get("/api/v1/apps").await.ok(200);
@@ -680,6 +686,13 @@ async fn registered_apps_and_nodes_are_listed() {
     assert_eq!(node["id"], id.as_str());
     assert_eq!(node["owner"], owner.address().to_string());
     assert_eq!(node["tier"], "cumulus");
+    assert_documented(&doc, "NodeDetail", &node);
+    assert_eq!(node["pending_reason"]["reason"], "no_benchmark", "{node}");
+    // The list shows the records alone.
+    let mut node = node;
+    for detail in ["benchmark", "pending_reason", "resources", "instances"] {
+        node.as_object_mut().expect("an object").remove(detail);
+    }
     assert_documented(&doc, "NodeRecord", &node);
     let nodes = h.get("/api/v1/nodes").await.ok(200);
     assert_eq!(nodes, json!([node]));
@@ -1237,5 +1250,97 @@ async fn proposals_votes_params_and_the_blocklist_are_served_and_documented() {
     let blocklist = h.get("/api/v1/gov/blocklist").await.ok(200);
     assert_eq!(blocklist, json!({ "images": [], "apps": [] }));
     assert_documented(&doc, "BlocklistView", &blocklist);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_benchmarked_node_is_confirmed_and_shows_what_is_placed_on_it() {
+    let h = Harness::start().await;
+    let owner = dev0();
+    let node_key = SecretKey::development("node-b");
+    let id = node_key.address().to_string();
+    h.commit(
+        &h.sign(
+            &owner,
+            TxBody::NodeRegister {
+                node_key: node_key.public_key(),
+                tier: Tier::Cumulus,
+                endpoint: "127.0.0.5:16127".into(),
+                region: "EU_CZ".into(),
+            },
+        )
+        .await,
+    )
+    .await;
+    let report = BenchmarkReport {
+        cores: 4,
+        ram_mb: 8_000,
+        disk_gb: 100,
+        cpu_score: 1_000,
+        disk_write_mb_per_s: 200,
+    };
+    // Signed by the node's own key, which holds nothing: a benchmark pays no fee.
+    let receipt = h
+        .commit(&h.sign(&node_key, TxBody::NodeBenchmark { report }).await)
+        .await;
+    let doc = h.openapi().await;
+    assert_eq!(receipt["detail"]["type"], "node_benchmarked", "{receipt}");
+    assert_eq!(receipt["detail"]["status"], "confirmed", "{receipt}");
+    assert_eq!(receipt["detail"]["shortfalls"], json!([]), "{receipt}");
+    assert_eq!(receipt["fee"], "0.00000000", "{receipt}");
+    assert_documented(&doc, "ReceiptDetail", &receipt["detail"]);
+
+    let spec = hello_spec(owner.address());
+    let quote = flux_ledger::quote(&h.params, &spec, 1).unwrap();
+    h.commit(
+        &h.sign(
+            &owner,
+            TxBody::AppRegister {
+                spec,
+                months: 1,
+                max_payment: quote.total,
+            },
+        )
+        .await,
+    )
+    .await;
+    let app = h.get("/api/v1/apps/hello").await.ok(200);
+    assert_documented(&doc, "AppDetail", &app);
+    assert_eq!(
+        (app["wanted"].as_u64(), app["placed"].as_u64()),
+        (Some(3), Some(1)),
+        "{app}"
+    );
+    let first = &app["instances"][0];
+    assert_documented(&doc, "InstancePlacement", first);
+    assert_eq!(first["node"], id.as_str(), "{app}");
+    assert_eq!(first["node_endpoint"], "127.0.0.5:16127", "{app}");
+    assert_eq!(first["addresses"], json!(["127.0.0.5:31000"]), "{app}");
+    assert_eq!(
+        app["instances"][1]["node"],
+        Value::Null,
+        "one node, one instance: {app}"
+    );
+
+    let node = h.get(&format!("/api/v1/nodes/{id}")).await.ok(200);
+    assert_documented(&doc, "NodeDetail", &node);
+    assert_eq!(node["status"], "confirmed", "{node}");
+    assert_eq!(node["pending_reason"], Value::Null, "{node}");
+    assert_eq!(node["benchmark"]["passed"], true, "{node}");
+    assert_documented(&doc, "BenchmarkRecord", &node["benchmark"]);
+    assert_eq!(
+        node["instances"],
+        json!([{ "app": "hello", "instance": 0 }]),
+        "{node}"
+    );
+    assert_eq!(node["resources"]["used"]["cpu_tenths"], 5, "{node}");
+    assert_documented(&doc, "NodeResources", &node["resources"]);
+
+    // Only a registered node signs a benchmark.
+    let refused = h
+        .submit(&h.sign(&owner, TxBody::NodeBenchmark { report }).await)
+        .await;
+    let detail = refused.problem(422, "benchmark_signer_not_node");
+    assert!(detail.contains("not a registered node"), "{detail}");
     h.stop().await;
 }

@@ -199,6 +199,21 @@ pub(crate) fn describe_receipt(text: &mut Text, receipt: &Receipt) {
             utc(*expires_at_ms)
         ),
         ReceiptDetail::AppRemoved { app } => format!("app {app} removed"),
+        ReceiptDetail::NodeBenchmarked {
+            node, shortfalls, ..
+        } if shortfalls.is_empty() => {
+            format!("node {node} benchmarked: every figure meets its tier's threshold; confirmed")
+        }
+        ReceiptDetail::NodeBenchmarked {
+            node, shortfalls, ..
+        } => format!(
+            "node {node} benchmarked: {}; pending",
+            shortfalls
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         ReceiptDetail::ProposalSubmitted {
             proposal,
             deposit,

@@ -460,6 +460,59 @@ fn errors_without_a_node_are_clear() {
 }
 
 #[test]
+fn node_benchmark_measures_and_compares_without_a_node() {
+    let temp = tempfile::tempdir().unwrap();
+    let flux = Flux::new(&temp.path().join("home"), "http://127.0.0.1:1");
+    let dir = temp.path().display().to_string();
+    let args = [
+        "node",
+        "benchmark",
+        "--dir",
+        &dir,
+        "--cpu-seconds",
+        "1",
+        "--disk-mb",
+        "8",
+    ];
+    let mut json = vec!["--json"];
+    json.extend_from_slice(&args);
+    let run = flux.run(&json);
+    assert!(run.success, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["checks"].as_array().map(Vec::len),
+        Some(5),
+        "{report}"
+    );
+    assert!(
+        report["report"]["cpu_score"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(report["report"]["cores"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(
+        report["passed"], true,
+        "the devnet thresholds are tiny: {report}"
+    );
+    let human = flux.ok(&args);
+    assert!(
+        human.contains("cpu score") && human.contains("REQUIRED") && human.contains("not sent"),
+        "{human}"
+    );
+    let error = flux.fails(&["node", "benchmark", "--submit"]);
+    assert!(error.contains("--from"), "{error}");
+    let error = flux.fails(&[
+        "node",
+        "benchmark",
+        "--submit",
+        "--from",
+        "nobody",
+        "--dir",
+        &dir,
+    ]);
+    assert!(error.contains("no key named 'nobody'"), "{error}");
+}
+
+#[test]
 fn devnet_refuses_what_it_cannot_do() {
     let temp = tempfile::tempdir().unwrap();
     let flux = Flux::new(&temp.path().join("home"), "http://127.0.0.1:9");
@@ -662,6 +715,37 @@ fn devnet_end_to_end() {
     assert_eq!(mine.len(), 1, "{nodes}");
     assert_eq!(mine[0]["tier"], "cumulus");
     assert!(flux.ok(&["node", "list"]).contains("EU_CZ"));
+
+    // The node (its key is alice's) benchmarks itself and is confirmed.
+    let scratch = setup.root.join("benchmark");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = scratch.display().to_string();
+    let benchmark = flux.json(&[
+        "node",
+        "benchmark",
+        "--submit",
+        "--from",
+        "alice",
+        "--dir",
+        &scratch,
+        "--cpu-seconds",
+        "1",
+        "--disk-mb",
+        "8",
+    ]);
+    assert_eq!(benchmark["passed"], true, "{benchmark}");
+    assert_eq!(benchmark["tier"], "cumulus", "{benchmark}");
+    let receipt = &benchmark["submitted"]["receipt"];
+    assert_eq!(receipt["detail"]["type"], "node_benchmarked", "{benchmark}");
+    assert_eq!(receipt["detail"]["status"], "confirmed", "{benchmark}");
+    let nodes = flux.json(&["node", "list"]);
+    let mine = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["owner"] == alice.as_str())
+        .expect("alice's node");
+    assert_eq!(mine["status"], "confirmed", "{nodes}");
     let error = flux.fails(&[
         "node",
         "register",

@@ -14,7 +14,15 @@
 //! 3. **baseline**, same run: the same ring walk and capacity check over
 //!    plain vectors (no persistent maps, no node index, no rules, no region
 //!    preference), i.e. the floor of any first-fit placement of the same
-//!    instances.
+//!    instances;
+//! 4. **through the ledger**, for context: a chain where 10,000 nodes were
+//!    registered and benchmarked, then one block registering 100,000 apps
+//!    (1,000,000 instances) is applied with `apply_block` (signatures, every
+//!    registration, the placement, the rows and the state root), and then a
+//!    block holding one node's deregistration. The state root rehashes every
+//!    row's leaf hash at the end of every block, so the second figure is
+//!    dominated by the size of the state, not by the scheduler; a block with
+//!    one transfer is timed as its baseline.
 //!
 //! Run with `cargo bench -p flux-ledger --bench scheduler`; set
 //! `FLUX_BENCH_RUNS` to change the number of runs (default 5).
@@ -27,7 +35,11 @@
 use std::time::{Duration, Instant};
 
 use flux_ledger::scheduler::{AppInput, Cluster, Config, NodeInput, Resources, plan};
-use flux_types::{Address, Hash};
+use flux_ledger::{BlockContext, State, apply_block, build_block};
+use flux_types::{
+    Address, Amount, AppSpec, BenchmarkReport, Block, Component, Genesis, GenesisAccount,
+    GenesisValidator, Hash, Params, SecretKey, SignedTransaction, Tier, Transaction, TxBody,
+};
 
 const NODES: usize = 10_000;
 const APPS: usize = 100_000;
@@ -216,6 +228,254 @@ fn main() {
         "baseline, first fit over plain vectors: median {:.0} ms; scheduler / baseline = {:.1}",
         ms(base),
         placement.as_secs_f64() / base.as_secs_f64()
+    );
+    through_the_ledger(runs);
+}
+
+const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+const CHAIN_ID: &str = "flux-bench";
+/// App owners; each registers `APPS / OWNERS` apps.
+const OWNERS: usize = 100;
+
+/// A chain under construction for the ledger figures.
+struct Chain {
+    state: State,
+    validator: SecretKey,
+    params: Params,
+}
+
+impl Chain {
+    fn sign(&self, key: &SecretKey, nonce: u64, body: TxBody) -> SignedTransaction {
+        let fee = if matches!(body, TxBody::NodeBenchmark { .. }) {
+            Amount::ZERO
+        } else {
+            self.params.tx_fee_min
+        };
+        Transaction {
+            chain_id: CHAIN_ID.into(),
+            signer: key.public_key(),
+            nonce,
+            fee,
+            body,
+        }
+        .sign(key)
+    }
+
+    fn context(&self) -> BlockContext {
+        BlockContext {
+            timestamp_ms: self.state.time_ms() + 1_000,
+            proposer: self.validator.public_key(),
+        }
+    }
+
+    /// Builds a block of `txs` (all must apply) without moving the chain.
+    fn build(&self, txs: Vec<SignedTransaction>) -> Block {
+        let count = txs.len();
+        let built = build_block(&self.state, &self.context(), txs);
+        assert!(built.rejected.is_empty(), "{:?}", built.rejected.first());
+        assert_eq!(built.block.txs.len(), count);
+        built.block
+    }
+
+    fn push(&mut self, txs: Vec<SignedTransaction>) {
+        let block = self.build(txs);
+        self.state = apply_block(&self.state, &block)
+            .expect("a valid block")
+            .state;
+    }
+}
+
+fn bench_app(index: usize, owner: Address) -> AppSpec {
+    AppSpec {
+        name: format!("app{index:06}"),
+        description: String::new(),
+        owner,
+        instances: INSTANCES,
+        contacts: vec![],
+        geolocation: vec![],
+        nodes: vec![],
+        static_ip: false,
+        components: vec![Component {
+            name: "web".into(),
+            description: String::new(),
+            repotag: "flux-hello:latest".into(),
+            ports: vec![31_000],
+            container_ports: vec![8080],
+            domains: vec![],
+            environment: vec![],
+            commands: vec![],
+            container_data: String::new(),
+            cpu_tenths: 1 + pick("app-cpu", index, 10) as u32,
+            ram_mb: 100 * (1 + pick("app-ram", index, 10) as u32),
+            hdd_gb: 1 + pick("app-disk", index, 10) as u32,
+            health_path: String::new(),
+        }],
+    }
+}
+
+/// The ledger figures: one block registering every app, then a lost node.
+fn through_the_ledger(runs: usize) {
+    println!();
+    println!(
+        "Through the ledger: {NODES} registered and benchmarked nodes, then one block of {APPS} app registrations"
+    );
+    let started = Instant::now();
+    let operator = SecretKey::development("bench-operator");
+    let owners: Vec<SecretKey> = (0..OWNERS)
+        .map(|i| SecretKey::development(&format!("bench-owner{i}")))
+        .collect();
+    let node_keys: Vec<SecretKey> = (0..NODES)
+        .map(|i| SecretKey::development(&format!("bench-node{i}")))
+        .collect();
+    let mut params = Params::devnet();
+    params.block_txs_max = (APPS + NODES) as u32;
+    let validator = SecretKey::development("bench-validator");
+    let genesis = Genesis {
+        chain_id: CHAIN_ID.into(),
+        genesis_time_ms: GENESIS_TIME_MS,
+        params: params.clone(),
+        accounts: std::iter::once(&operator)
+            .chain(&owners)
+            .map(|k| GenesisAccount {
+                address: k.address(),
+                balance: Amount::flux(10_000_000),
+            })
+            .collect(),
+        validators: vec![GenesisValidator {
+            name: "bench".into(),
+            public_key: validator.public_key(),
+            p2p_endpoint: "127.0.0.1:16128".into(),
+            api_endpoint: "127.0.0.1:16127".into(),
+        }],
+    };
+    let (state, _) = State::from_genesis(&genesis).expect("a valid genesis");
+    let mut chain = Chain {
+        state,
+        validator,
+        params,
+    };
+    let registrations = node_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            chain.sign(
+                &operator,
+                i as u64,
+                TxBody::NodeRegister {
+                    node_key: key.public_key(),
+                    tier: Tier::Stratus,
+                    endpoint: format!("node{i}.example.net:16127"),
+                    region: REGIONS[pick("region", i, REGIONS.len() as u64) as usize].into(),
+                },
+            )
+        })
+        .collect();
+    chain.push(registrations);
+    let benchmarks = node_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let report = BenchmarkReport {
+                cores: 60 + 10 * pick("cpu", i, 11) as u32,
+                ram_mb: 129_000 + 16_000 * pick("ram", i, 9),
+                disk_gb: 2_020 + 250 * pick("disk", i, 9),
+                cpu_score: 10_000,
+                disk_write_mb_per_s: 1_000,
+            };
+            chain.sign(key, 0, TxBody::NodeBenchmark { report })
+        })
+        .collect();
+    chain.push(benchmarks);
+    let apps: Vec<SignedTransaction> = (0..APPS)
+        .map(|i| {
+            let owner = &owners[i % OWNERS];
+            let spec = bench_app(i, owner.address());
+            chain.sign(
+                owner,
+                (i / OWNERS) as u64,
+                TxBody::AppRegister {
+                    spec,
+                    months: 1,
+                    max_payment: Amount::flux(1_000),
+                },
+            )
+        })
+        .collect();
+    let apps_block = chain.build(apps);
+    println!(
+        "set up {} nodes and signed {APPS} registrations in {:.1} s (not timed below)",
+        NODES,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut register_times = Vec::new();
+    let mut placed_state = None;
+    for _ in 0..runs.clamp(1, 3) {
+        let started = thread_cpu_time();
+        let outcome = apply_block(&chain.state, &apps_block).expect("a valid block");
+        register_times.push(thread_cpu_time() - started);
+        placed_state = Some(outcome.state);
+    }
+    chain.state = placed_state.expect("at least one run");
+    let placed: u32 = chain
+        .state
+        .apps()
+        .map(|a| {
+            chain
+                .state
+                .app_placement(&a.spec.name)
+                .expect("an app")
+                .placed
+        })
+        .sum();
+    assert_eq!(placed, APPS as u32 * INSTANCES, "every instance placed");
+
+    // One node leaves: a block holding its deregistration, from the same state each time.
+    let mut lost_times = Vec::new();
+    let mut transfer_times = Vec::new();
+    let mut moved = 0;
+    for k in 0..LOST_NODES.min(20) {
+        let victim = &node_keys[pick("victim", k, NODES as u64) as usize];
+        let hosted = chain.state.instances_on(&victim.address()).len();
+        let block = chain.build(vec![chain.sign(
+            &operator,
+            NODES as u64,
+            TxBody::NodeDeregister {
+                node: victim.address(),
+            },
+        )]);
+        let started = thread_cpu_time();
+        let outcome = apply_block(&chain.state, &block).expect("a valid block");
+        lost_times.push(thread_cpu_time() - started);
+        assert!(outcome.state.instances_on(&victim.address()).is_empty());
+        moved += hosted;
+
+        let block = chain.build(vec![chain.sign(
+            &operator,
+            NODES as u64,
+            TxBody::Transfer {
+                to: owners[0].address(),
+                amount: Amount::flux(1),
+            },
+        )]);
+        let started = thread_cpu_time();
+        apply_block(&chain.state, &block).expect("a valid block");
+        transfer_times.push(thread_cpu_time() - started);
+    }
+    let rows = chain.state.apps().count() * 2 + NODES * 2 + OWNERS + 2;
+    println!(
+        "apply_block of the {APPS} registrations, placement included, CPU time: median {:.0} ms",
+        ms(median(&mut register_times))
+    );
+    println!(
+        "apply_block of one node's deregistration ({:.0} instances moved), CPU time: median {:.1} ms over {} nodes",
+        moved as f64 / lost_times.len() as f64,
+        ms(median(&mut lost_times)),
+        lost_times.len()
+    );
+    println!(
+        "baseline, apply_block of one transfer on the same state (about {rows} rows in the state root), CPU time: median {:.1} ms",
+        ms(median(&mut transfer_times))
     );
 }
 

@@ -218,6 +218,26 @@ pub enum TxError {
         /// The proposal.
         proposal: u64,
     },
+    /// A benchmark's signer is not a registered node.
+    #[error(
+        "{signer} is not a registered node; a benchmark is signed by the node's own key, once the node is registered (`flux node register --node-key`)"
+    )]
+    BenchmarkSignerNotNode {
+        /// The signer's address.
+        signer: Address,
+    },
+    /// A benchmark came too soon after the node's last one.
+    #[error(
+        "node {node} sent a benchmark at height {last_height}; its next one is accepted from height {next_height}"
+    )]
+    BenchmarkTooSoon {
+        /// The node.
+        node: Address,
+        /// Height of its last benchmark.
+        last_height: u64,
+        /// First height at which another is accepted.
+        next_height: u64,
+    },
     /// An amount overflowed; no real transaction gets here.
     #[error("amount overflow")]
     Overflow,
@@ -267,6 +287,8 @@ impl TxError {
             TxError::ProposalNotFound(_) => "proposal_not_found",
             TxError::VotingClosed { .. } => "voting_closed",
             TxError::NoVotingPower { .. } => "no_voting_power",
+            TxError::BenchmarkSignerNotNode { .. } => "benchmark_signer_not_node",
+            TxError::BenchmarkTooSoon { .. } => "benchmark_too_soon",
             TxError::Overflow => "overflow",
         }
     }

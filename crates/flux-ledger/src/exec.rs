@@ -99,6 +99,15 @@ pub enum ReceiptDetail {
         /// The earlier choice, when the vote changed.
         changed_from: Option<VoteChoice>,
     },
+    /// A node's benchmark was recorded.
+    NodeBenchmarked {
+        /// Node id.
+        node: Address,
+        /// The node's status after it: confirmed when every figure met its tier's threshold.
+        status: NodeStatus,
+        /// The figures below their thresholds, each against its threshold.
+        shortfalls: Vec<flux_types::FigureCheck>,
+    },
 }
 
 /// The result of one included transaction.
@@ -274,8 +283,13 @@ pub fn quote(params: &Params, spec: &AppSpec, months: u32) -> Result<Quote, TxEr
     })
 }
 
-/// The minimum fee of a transaction.
+/// The minimum fee of a transaction. A node's benchmark has none, so that a
+/// node stays confirmed without a funded account; it is limited instead to
+/// one per `benchmark_interval_blocks_min` blocks.
 pub fn min_fee(params: &Params, tx: &SignedTransaction) -> Amount {
+    if matches!(tx.tx.body, TxBody::NodeBenchmark { .. }) {
+        return Amount::ZERO;
+    }
     if params.tx_fee_per_byte.is_zero() {
         // Measuring the size means encoding the transaction: skip it when it cannot matter.
         return params.tx_fee_min;
@@ -579,6 +593,12 @@ fn apply_tx(
             };
             gov::vote(state, signer, *proposal, *choice)?
         }
+        TxBody::NodeBenchmark { report } => {
+            let record = crate::benchmark::judge(state, &sender, report, now_ms)?;
+            debit(&mut account, Amount::ZERO)?;
+            state.put_account(sender, account);
+            crate::benchmark::record(state, sender, record)
+        }
         TxBody::AppRemove { name } => {
             let old = state
                 .app(name)
@@ -734,6 +754,7 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
             }
         }
     }
+    crate::placement::end_block(&mut next, &events);
     let changes = next.finish();
     check_invariants(&next);
     let header = BlockHeader {
@@ -825,6 +846,7 @@ pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> 
             detail,
         });
     }
+    crate::placement::end_block(&mut next, &events);
     let changes = next.finish();
     if next.state_root() != header.state_root {
         return Err(BlockError::StateRootMismatch {

@@ -4,12 +4,15 @@
 //! randomness, no network, no disk. Time and the proposer arrive inside the
 //! block; the same blocks give the same state root on every machine.
 
+mod benchmark;
 mod error;
 mod exec;
 mod gov;
+mod placement;
 pub mod scheduler;
 mod state;
 
+pub use benchmark::{BenchmarkRecord, PendingReason};
 pub use error::{BlockError, GenesisError, TxError};
 pub use exec::{
     BlockContext, Built, Event, NONCE_AHEAD_MAX, Outcome, Quote, Receipt, ReceiptDetail,
@@ -19,6 +22,7 @@ pub use gov::{
     Activation, BlockedApp, BlockedImage, DepositFate, Proposal, ProposalStatus, Rejection, Tally,
     Vote,
 };
+pub use placement::{AppPlacement, NodeResources};
 pub use state::{
     Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State,
     gov_deposits_address, is_module_account, module_accounts, reward_pool_address,

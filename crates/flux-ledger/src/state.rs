@@ -131,6 +131,8 @@ pub struct State {
     /// Hash of the last applied block: outside the state root, set after the block is built.
     pub(crate) tip: Hash,
     pub(crate) dirty: BTreeSet<Key>,
+    /// Placements and node benchmarks.
+    pub(crate) placement: crate::placement::Placement,
     /// Proposals, votes, snapshots, param history and the image blocklist.
     pub(crate) gov: GovState,
 }
@@ -146,6 +148,8 @@ pub(crate) enum Key {
     App(String),
     /// Governance rows, prefixes 10 to 19.
     Gov(GovKey),
+    /// Placement and benchmark rows, prefixes 20 and 21.
+    Placement(crate::placement::PlacementKey),
 }
 
 const PREFIX_META: u8 = 0;
@@ -162,6 +166,7 @@ impl Key {
             Key::Account(a) => [&[PREFIX_ACCOUNT][..], &a.0].concat(),
             Key::Node(a) => [&[PREFIX_NODE][..], &a.0].concat(),
             Key::App(name) => [&[PREFIX_APP][..], name.as_bytes()].concat(),
+            Key::Placement(key) => key.encode(),
             Key::Gov(key) => key.encode(),
         }
     }
@@ -256,6 +261,7 @@ impl State {
             state_root: Hash::ZERO,
             tip: Hash::ZERO,
             dirty: BTreeSet::new(),
+            placement: Default::default(),
             gov: GovState::default(),
         };
         state.gov.rebuild(state.accounts.values());
@@ -283,6 +289,7 @@ impl State {
         let mut apps = OrdMap::new();
         let mut expiry = OrdMap::new();
         let mut leaves = OrdMap::new();
+        let mut placement = crate::placement::Placement::default();
         let mut gov = GovState::default();
         for (key, value) in rows {
             let Some((&prefix, rest)) = key.split_first() else {
@@ -338,6 +345,9 @@ impl State {
                 prefix if crate::gov::PREFIXES.contains(&prefix) => {
                     gov.restore_row(prefix, rest, &value)?;
                 }
+                prefix if crate::placement::PREFIXES.contains(&prefix) => {
+                    placement.restore_row(prefix, rest, &value)?;
+                }
                 other => return Err(RestoreError(format!("unknown key prefix {other}"))),
             }
             leaves.insert(key.clone(), leaf_hash(&key, &value));
@@ -355,9 +365,11 @@ impl State {
             state_root: Hash::ZERO,
             tip,
             dirty: BTreeSet::new(),
+            placement,
             gov,
         };
         state.gov.rebuild(state.accounts.values());
+        crate::placement::rebuild(&mut state)?;
         state.state_root = state.compute_root();
         Ok(state)
     }
@@ -373,6 +385,7 @@ impl State {
                 Key::Account(a) => self.accounts.get(a).map(encode),
                 Key::Node(a) => self.nodes.get(a).map(encode),
                 Key::App(name) => self.apps.get(name).map(encode),
+                Key::Placement(key) => self.placement.row(key),
                 Key::Gov(key) => self.gov.row(key),
             };
             let encoded_key = key.encode();
@@ -502,11 +515,14 @@ impl State {
 
     pub(crate) fn put_node(&mut self, node: NodeRecord) {
         self.dirty.insert(Key::Node(node.id));
+        self.placement.node_changed(node.id);
         self.nodes.insert(node.id, node);
     }
 
     pub(crate) fn remove_node(&mut self, id: &Address) -> Option<NodeRecord> {
         self.dirty.insert(Key::Node(*id));
+        self.placement.node_changed(*id);
+        self.remove_benchmark(id);
         self.nodes.remove(id)
     }
 
@@ -521,6 +537,7 @@ impl State {
             .gov
             .app_written(&record, self.meta.height, &mut self.dirty);
         self.dirty.insert(Key::App(name.clone()));
+        self.placement.app_changed(&name);
         self.apps.insert(name, record);
     }
 
@@ -529,6 +546,7 @@ impl State {
         let old = self.apps.remove(&name)?;
         self.expiry.remove(&(old.expires_at_ms, name.clone()));
         self.gov.app_removed(&name, &mut self.dirty);
+        self.placement.app_changed(&name);
         self.dirty.insert(Key::App(name));
         Some(old)
     }

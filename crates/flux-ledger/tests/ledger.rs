@@ -13,6 +13,8 @@ mod blocks;
 mod gov;
 #[path = "ledger/nodes.rs"]
 mod nodes;
+#[path = "ledger/placement.rs"]
+mod placement;
 #[path = "ledger/properties.rs"]
 mod properties;
 #[path = "ledger/scheduler.rs"]

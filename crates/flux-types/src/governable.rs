@@ -531,6 +531,41 @@ const GENERAL: &[ParamSpec] = &[
         "most proposals open for votes at once",
         gov.open_proposals_max
     ),
+    integer!(
+        "scheduler.reserve_cpu_tenths",
+        0,
+        10_000,
+        "CPU every node keeps for itself, out of reach of instances, tenths of a core",
+        scheduler.reserve_cpu_tenths
+    ),
+    integer!(
+        "scheduler.reserve_ram_mb",
+        0,
+        1_000_000,
+        "memory every node keeps for itself, MB",
+        scheduler.reserve_ram_mb
+    ),
+    integer!(
+        "scheduler.reserve_disk_gb",
+        0,
+        100_000,
+        "disk every node keeps for itself, GB",
+        scheduler.reserve_disk_gb
+    ),
+    integer!(
+        "scheduler.candidates_per_instance",
+        1,
+        64,
+        "feasible nodes the scheduler weighs per instance it places",
+        scheduler.candidates_per_instance
+    ),
+    integer!(
+        "benchmark_interval_blocks_min",
+        1,
+        1_000_000,
+        "fewest blocks between two benchmarks of one node",
+        benchmark_interval_blocks_min
+    ),
 ];
 
 /// Every governable param, in the order `flux chain params` lists them.

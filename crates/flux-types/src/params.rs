@@ -113,6 +113,20 @@ pub struct AppLimits {
     pub months_max: u32,
 }
 
+/// How instances are placed on nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct SchedulerParams {
+    /// CPU kept free on every node for its system and the node itself, in tenths of a core.
+    pub reserve_cpu_tenths: u64,
+    /// Memory kept free on every node, in MB.
+    pub reserve_ram_mb: u64,
+    /// Disk kept free on every node, in GB.
+    pub reserve_disk_gb: u64,
+    /// Feasible nodes the scheduler weighs per instance it places (at least 1):
+    /// more spreads load better and costs more time per placement.
+    pub candidates_per_instance: u32,
+}
+
 /// All parameters of a network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Params {
@@ -136,6 +150,10 @@ pub struct Params {
     pub month_ms: u64,
     /// Governance: deposit, voting period, quorum, activation delay, vote weights.
     pub gov: GovParams,
+    /// Placement of instances on nodes.
+    pub scheduler: SchedulerParams,
+    /// Fewest blocks between two benchmarks of the same node.
+    pub benchmark_interval_blocks_min: u64,
 }
 
 impl Params {
@@ -235,6 +253,13 @@ impl Params {
                 months_max: 12,
             },
             month_ms: 30 * 24 * 3_600 * 1_000,
+            scheduler: SchedulerParams {
+                reserve_cpu_tenths: 5,
+                reserve_ram_mb: 1_000,
+                reserve_disk_gb: 20,
+                candidates_per_instance: 2,
+            },
+            benchmark_interval_blocks_min: 600,
             gov: GovParams::mainnet(),
         }
     }
@@ -254,6 +279,10 @@ impl Params {
             tier.disk_write_mb_per_s_min = 1;
         }
         params.gov = GovParams::devnet();
+        params.scheduler.reserve_cpu_tenths = 1;
+        params.scheduler.reserve_ram_mb = 100;
+        params.scheduler.reserve_disk_gb = 1;
+        params.benchmark_interval_blocks_min = 5;
         params
     }
 
@@ -275,6 +304,9 @@ impl Params {
             return Err(
                 "block_interval_ms, epoch_length_blocks and month_ms must be positive".into(),
             );
+        }
+        if self.scheduler.candidates_per_instance == 0 {
+            return Err("scheduler.candidates_per_instance must be at least 1".into());
         }
         let limits = &self.app_limits;
         if limits.instances_min == 0 || limits.instances_min > limits.instances_max {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
 use crate::app::AppSpec;
+use crate::benchmark::BenchmarkReport;
 use crate::codec::{self, Bounded, check_len};
 use crate::crypto::{Address, Hash, PublicKey, SecretKey, Signature};
 use crate::gov::{ProposalAction, VoteChoice};
@@ -88,6 +89,13 @@ pub enum TxBody {
         /// Yes, no or abstain.
         choice: VoteChoice,
     },
+    /// Tag 8: a node's benchmark of its own hardware, signed by its node key.
+    /// The ledger confirms the node for its tier when every figure meets the
+    /// tier's threshold, and keeps or sets it pending otherwise.
+    NodeBenchmark {
+        /// What the node measured.
+        report: BenchmarkReport,
+    },
 }
 
 impl TxBody {
@@ -102,6 +110,7 @@ impl TxBody {
             TxBody::AppRemove { .. } => "app_remove",
             TxBody::GovPropose { .. } => "gov_propose",
             TxBody::GovVote { .. } => "gov_vote",
+            TxBody::NodeBenchmark { .. } => "node_benchmark",
         }
     }
 }
@@ -206,9 +215,10 @@ impl Bounded for SignedTransaction {
                 action,
                 ..
             } => crate::gov::check_proposal_limits(title, description, action),
-            TxBody::Transfer { .. } | TxBody::NodeDeregister { .. } | TxBody::GovVote { .. } => {
-                Ok(())
-            }
+            TxBody::Transfer { .. }
+            | TxBody::NodeDeregister { .. }
+            | TxBody::NodeBenchmark { .. }
+            | TxBody::GovVote { .. } => Ok(()),
         }
     }
 }

@@ -1,17 +1,20 @@
-//! `flux node`: run a node; register and deregister nodes on the chain.
+//! `flux node`: run a node; register, benchmark and deregister nodes on the chain.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
-use flux_ledger::NodeRecord;
+use flux_ledger::{NodeRecord, ReceiptDetail};
 use flux_types::node::{validate_endpoint, validate_region};
-use flux_types::{Tier, TxBody};
+use flux_types::{BenchmarkReport, FigureCheck, Params, Tier, TxBody};
+use serde::Serialize;
 
 use crate::Context;
-use crate::client::list_items;
-use crate::keystore::resolve_party;
-use crate::submit::{self, TxOptions};
+use crate::client::{is_unreachable, list_items};
+use crate::keystore::{KeyFile, read_key_file, resolve_party};
+use crate::output::Text;
+use crate::submit::{self, TxOptions, Written};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum NodeCommand {
@@ -39,6 +42,32 @@ pub(crate) enum NodeCommand {
         /// Key the node itself signs with [default: the --from key]
         #[arg(long, value_name = "NAME")]
         node_key: Option<String>,
+        #[command(flatten)]
+        tx: TxOptions,
+    },
+    /// Measure this machine (CPU score, disk write speed, memory, cores, disk) against a tier's thresholds
+    ///
+    /// With --submit the report goes to the chain signed by the node's own key,
+    /// which confirms the node for its tier when every figure passes.
+    Benchmark {
+        /// Directory whose disk is measured: the node's data directory [default: the current directory]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Seconds the CPU test runs
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        cpu_seconds: u64,
+        /// MB the disk test writes (and flushes)
+        #[arg(long, value_name = "MB", default_value_t = 256)]
+        disk_mb: u64,
+        /// Compare with this tier [default: the tier of the node --from names, else cumulus]
+        #[arg(long)]
+        tier: Option<Tier>,
+        /// Send the report to the chain, signed by the node's key
+        #[arg(long, requires = "from")]
+        submit: bool,
+        /// The node's own key: a keystore name, or a key file such as DEVNET/node-0/node_key.json
+        #[arg(long, value_name = "NAME|FILE")]
+        from: Option<String>,
         #[command(flatten)]
         tx: TxOptions,
     },
@@ -104,6 +133,26 @@ pub(crate) fn run(ctx: &Context, command: NodeCommand) -> Result<()> {
             let written = submit::submit_and_wait(&client, &ctx.out, &signed, &tx)?;
             submit::show_written(&ctx.out, &written);
         }
+        NodeCommand::Benchmark {
+            dir,
+            cpu_seconds,
+            disk_mb,
+            tier,
+            submit,
+            from,
+            tx,
+        } => benchmark(
+            ctx,
+            BenchmarkArgs {
+                dir,
+                cpu_seconds,
+                disk_mb,
+                tier,
+                submit,
+                from,
+                tx,
+            },
+        )?,
         NodeCommand::List => {
             let client = ctx.client()?;
             let nodes = list_nodes(&client)?;
@@ -183,4 +232,190 @@ pub(crate) fn list_nodes(client: &crate::client::Client) -> Result<Vec<NodeRecor
                 .map_err(|e| anyhow!("unexpected node record from {}: {e}", client.node_url()))
         })
         .collect()
+}
+
+struct BenchmarkArgs {
+    dir: Option<PathBuf>,
+    cpu_seconds: u64,
+    disk_mb: u64,
+    tier: Option<Tier>,
+    submit: bool,
+    from: Option<String>,
+    tx: TxOptions,
+}
+
+/// What `flux node benchmark --json` prints.
+#[derive(Serialize)]
+struct BenchmarkOutput {
+    report: BenchmarkReport,
+    tier: Tier,
+    checks: Vec<FigureCheck>,
+    passed: bool,
+    params: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submitted: Option<Written>,
+}
+
+/// Reads a node key given as a keystore name or as a key file path.
+fn load_node_key(ctx: &Context, text: &str) -> Result<KeyFile> {
+    let path = Path::new(text);
+    if text.contains('/') || text.ends_with(".json") || path.is_file() {
+        return read_key_file(path);
+    }
+    ctx.keystore().load(text)
+}
+
+fn benchmark(ctx: &Context, args: BenchmarkArgs) -> Result<()> {
+    let key = args
+        .from
+        .as_deref()
+        .map(|f| load_node_key(ctx, f))
+        .transpose()?;
+    let client = ctx.client()?;
+    // The thresholds and the node's tier come from the node when it answers.
+    let (params, source) = match client.params() {
+        Ok(params) => (
+            params,
+            format!("thresholds of the node at {}", client.node_url()),
+        ),
+        Err(error) => {
+            let error = anyhow!(error);
+            if args.submit || !is_unreachable(&error) {
+                return Err(error);
+            }
+            ctx.out.note(&format!(
+                "no node answers at {}; comparing with the devnet thresholds",
+                client.node_url()
+            ));
+            (Params::devnet(), "devnet default thresholds".to_string())
+        }
+    };
+    let registered: Option<NodeRecord> = match &key {
+        Some(key) => match client.get(&format!("/nodes/{}", key.address)) {
+            Ok(node) => Some(node),
+            Err(error) if error.status() == Some(404) => None,
+            Err(error) => {
+                let error = anyhow!(error);
+                if args.submit || !is_unreachable(&error) {
+                    return Err(error);
+                }
+                None
+            }
+        },
+        None => None,
+    };
+    if args.submit && registered.is_none() {
+        let key = key.as_ref().expect("--submit requires --from");
+        bail!(
+            "{} ({}) is not a registered node; register it first with `flux node register --node-key {}`",
+            key.name,
+            key.address,
+            key.name
+        );
+    }
+    let tier = args
+        .tier
+        .or(registered.as_ref().map(|n| n.tier))
+        .unwrap_or(Tier::Cumulus);
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let options = flux_benchmark::Options {
+        dir,
+        cpu_duration: Duration::from_secs(args.cpu_seconds.max(1)),
+        disk_write_bytes: args.disk_mb.max(1) * 1_000_000,
+    };
+    let report = {
+        let _spinner = ctx.out.spinner(format!(
+            "measuring: {} s of CPU, {} MB written to {}",
+            args.cpu_seconds.max(1),
+            args.disk_mb.max(1),
+            options.dir.display()
+        ));
+        flux_benchmark::measure(&options)?
+    };
+    let checks = report.check(params.tier(tier));
+    let passed = checks.iter().all(FigureCheck::passed);
+    let submitted = match (&key, args.submit) {
+        (Some(key_file), true) => {
+            let secret = key_file.secret()?;
+            let prepared = submit::prepare(&client, &secret)?;
+            let signed = prepared.sign(&secret, TxBody::NodeBenchmark { report }, args.tx.fee);
+            Some(submit::submit_and_wait(
+                &client, &ctx.out, &signed, &args.tx,
+            )?)
+        }
+        _ => None,
+    };
+    let output = BenchmarkOutput {
+        report,
+        tier,
+        checks,
+        passed,
+        params: source,
+        submitted,
+    };
+    ctx.out.show(&output, |text| show_benchmark(text, &output));
+    Ok(())
+}
+
+fn show_benchmark(text: &mut Text, output: &BenchmarkOutput) {
+    let rows: Vec<Vec<String>> = output
+        .checks
+        .iter()
+        .map(|check| {
+            let unit = check.figure.unit();
+            vec![
+                check.figure.to_string(),
+                format!("{} {unit}", check.measured),
+                format!("{} {unit}", check.required),
+                if check.passed() { "ok" } else { "TOO LOW" }.to_string(),
+            ]
+        })
+        .collect();
+    text.line(format!("{} tier, {}", output.tier, output.params));
+    text.table(&["FIGURE", "MEASURED", "REQUIRED", ""], &rows, "");
+    let failing: Vec<String> = output
+        .checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.figure.to_string())
+        .collect();
+    if failing.is_empty() {
+        text.line(format!("passes every {} threshold", output.tier));
+    } else {
+        text.line(format!(
+            "falls short of the {} thresholds in: {}",
+            output.tier,
+            failing.join(", ")
+        ));
+    }
+    match &output.submitted {
+        Some(written) => {
+            text.blank();
+            match (&written.height, &written.receipt) {
+                (Some(height), Some(receipt)) => {
+                    text.line(format!("committed at height {height}"));
+                    if let ReceiptDetail::NodeBenchmarked { status, .. } = &receipt.detail {
+                        let status = serde_json::to_value(status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        text.line(format!("the node is now {status}"));
+                    }
+                    submit::describe_receipt(text, receipt);
+                }
+                _ => {
+                    text.line(format!(
+                        "submitted; check with `flux chain tx {}`",
+                        written.hash
+                    ));
+                }
+            }
+        }
+        None => {
+            text.line("not sent; send it with --submit --from NODE_KEY");
+        }
+    }
 }

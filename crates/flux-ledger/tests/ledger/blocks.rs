@@ -382,8 +382,8 @@ fn a_restored_state_is_the_same_state() {
         state = outcome.state;
     }
     assert_eq!(
-        deleted, 3,
-        "a node, an expired app and an app removed in the block that registered it"
+        deleted, 4,
+        "a node, an expired app and its placement, and an app removed in the block that registered it"
     );
     let tip = chain.blocks.last().unwrap().hash();
     let restored = State::restore(store.clone(), tip).expect("restores");

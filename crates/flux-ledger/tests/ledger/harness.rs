@@ -24,9 +24,9 @@ use flux_ledger::{
     treasury_address,
 };
 use flux_types::{
-    Address, Amount, AppSpec, Block, Component, Genesis, GenesisAccount, GenesisValidator, Hash,
-    ParamChange, Params, ProposalAction, SecretKey, SignedTransaction, Tier, Transaction, TxBody,
-    VoteChoice,
+    Address, Amount, AppSpec, BenchmarkReport, Block, Component, Genesis, GenesisAccount,
+    GenesisValidator, Hash, ParamChange, Params, ProposalAction, SecretKey, SignedTransaction,
+    Tier, Transaction, TxBody, VoteChoice,
 };
 
 /// Chain id of every test network.
@@ -163,6 +163,23 @@ pub(crate) fn update_app(spec: AppSpec, months: u32, max_payment: Amount) -> TxB
 /// Removes an app.
 pub(crate) fn remove_app(name: &str) -> TxBody {
     TxBody::AppRemove { name: name.into() }
+}
+
+/// A benchmark report; the node signs it with its own key.
+pub(crate) fn benchmark(report: BenchmarkReport) -> TxBody {
+    TxBody::NodeBenchmark { report }
+}
+
+/// A report of `cores` cores, `ram_mb` MB and `disk_gb` GB that passes the
+/// devnet thresholds of every tier.
+pub(crate) fn hardware(cores: u32, ram_mb: u64, disk_gb: u64) -> BenchmarkReport {
+    BenchmarkReport {
+        cores,
+        ram_mb,
+        disk_gb,
+        cpu_score: 1_000,
+        disk_write_mb_per_s: 200,
+    }
 }
 
 /// Proposes `action` with a deposit.
@@ -419,6 +436,36 @@ pub(crate) fn assert_same_state(a: &State, b: &State) {
         "apps"
     );
     assert_eq!(
+        a.scheduler().apps().collect::<Vec<_>>(),
+        b.scheduler().apps().collect::<Vec<_>>(),
+        "placements"
+    );
+    assert_eq!(
+        a.scheduler().short_apps().collect::<Vec<_>>(),
+        b.scheduler().short_apps().collect::<Vec<_>>(),
+        "short apps"
+    );
+    for node in a.nodes() {
+        assert_eq!(
+            a.node_benchmark(&node.id),
+            b.node_benchmark(&node.id),
+            "benchmark of {}",
+            node.id
+        );
+        assert_eq!(
+            a.node_resources(&node.id),
+            b.node_resources(&node.id),
+            "resources of {}",
+            node.id
+        );
+        assert_eq!(
+            a.scheduler().node_instances(&node.id),
+            b.scheduler().node_instances(&node.id),
+            "instances on {}",
+            node.id
+        );
+    }
+    assert_eq!(
         a.proposals().collect::<Vec<_>>(),
         b.proposals().collect::<Vec<_>>(),
         "proposals"
@@ -605,8 +652,12 @@ impl Chain {
             (p.status == ProposalStatus::Open && p.voting_ends_ms <= ctx.timestamp_ms)
                 || matches!(p.activation, Some(Activation::Pending { height }) if height <= self.state.height() + 1)
         });
-        let time_sensitive = matches!(step.body, TxBody::AppUpdate { .. })
-            || governance_due
+        // A benchmark's spacing is counted in blocks, and admission judges
+        // against the last block's height.
+        let time_sensitive = matches!(
+            step.body,
+            TxBody::AppUpdate { .. } | TxBody::NodeBenchmark { .. }
+        ) || governance_due
             || self
                 .state
                 .apps()
@@ -706,6 +757,10 @@ impl Chain {
         assert_eq!(applied.changes, built.outcome.changes, "step {index}: rows");
 
         let state = built.outcome.state;
+        state
+            .scheduler()
+            .check()
+            .unwrap_or_else(|e| panic!("step {index}: placement rule broken: {e}"));
         assert_eq!(
             state.sum_of_accounts(),
             state.total_supply(),

@@ -96,6 +96,11 @@ enum Op {
         proposal: u64,
         choice: usize,
     },
+    /// Node `node` benchmarks itself with `cores` cores (0 fails every tier).
+    Benchmark {
+        node: usize,
+        cores: u32,
+    },
     Block {
         advance_ms: u64,
     },
@@ -158,6 +163,7 @@ fn op() -> impl Strategy<Value = Op> {
             |(from, own, app, instances, months, max_payment)| Op::UpdateApp { from, owner: owner_of(from, own), app, instances, months, max_payment }
         ),
         1 => (who.clone(), 0..APPS.len()).prop_map(|(from, app)| Op::RemoveApp { from, app }),
+        2 => (0..NODES.len(), 0..3u32).prop_map(|(node, cores)| Op::Benchmark { node, cores }),
         2 => (
             who.clone(),
             proptest::option::weighted(0.4, (0..ACCOUNTS.len(), 1..=2 * TREASURY / 3)),
@@ -218,6 +224,8 @@ struct Model {
     block_started: bool,
     proposals: Vec<ModelProposal>,
     burned: u64,
+    /// Height of each node's last benchmark.
+    benchmarked: BTreeMap<Address, u64>,
 }
 
 impl Model {
@@ -307,7 +315,12 @@ impl Model {
     /// Predicts the outcome of `op` signed by `from`; applies it when it succeeds.
     fn run(&mut self, from: Address, twist: Twist, op: &Op) -> Result<(), &'static str> {
         self.expire();
-        let fee = self.params.tx_fee_min.as_units();
+        // A benchmark pays no fee.
+        let fee = if matches!(op, Op::Benchmark { .. }) {
+            0
+        } else {
+            self.params.tx_fee_min.as_units()
+        };
         let validator = addr(VALIDATOR);
         let sender = self.account(from).clone();
         match twist {
@@ -358,6 +371,7 @@ impl Model {
                 debit(&mut next, 0)?;
                 *self.account(from) = next;
                 self.nodes.remove(&id);
+                self.benchmarked.remove(&id);
             }
             Op::RegisterApp {
                 owner,
@@ -439,6 +453,20 @@ impl Model {
                 debit(&mut next, 0)?;
                 *self.account(from) = next;
                 self.apps.remove(&name);
+            }
+            Op::Benchmark { node, .. } => {
+                let id = addr(NODES[*node]);
+                if !self.nodes.contains_key(&id) {
+                    return Err("benchmark_signer_not_node");
+                }
+                let height = self.height + 1;
+                if let Some(last) = self.benchmarked.get(&id)
+                    && height < last + self.params.benchmark_interval_blocks_min
+                {
+                    return Err("benchmark_too_soon");
+                }
+                *self.account(from) = next;
+                self.benchmarked.insert(id, height);
             }
             Op::Propose {
                 spend,
@@ -564,6 +592,7 @@ fn steps_for(balances: &[u64], ops: &[Op]) -> (flux_types::Genesis, Vec<Step>) {
         block_started: false,
         proposals: Vec::new(),
         burned: 0,
+        benchmarked: BTreeMap::new(),
     };
     let mut steps = Vec::new();
     // The sequence ends with blocks that close every vote and apply what passed.
@@ -696,8 +725,19 @@ fn steps_for(balances: &[u64], ops: &[Op]) -> (flux_types::Genesis, Vec<Step>) {
                 proposal,
                 choice,
             } => (*from, Twist::None, vote(*proposal, CHOICES[*choice])),
+            Op::Benchmark { node, cores } => (
+                ACCOUNTS.len() + node,
+                Twist::None,
+                benchmark(hardware(*cores, 1_000, 10)),
+            ),
         };
-        let label = ACCOUNTS[from];
+        // Accounts sign by index; the nodes' own keys come after them.
+        let label = ACCOUNTS
+            .iter()
+            .chain(&NODES)
+            .nth(from)
+            .copied()
+            .expect("a signer");
         let sender = addr(label);
         let nonce = model.accounts.get(&sender).map_or(0, |a| a.nonce);
         let mut step = tx(label, body);
