@@ -746,6 +746,27 @@ fn devnet_end_to_end() {
         .find(|n| n["owner"] == alice.as_str())
         .expect("alice's node");
     assert_eq!(mine["status"], "confirmed", "{nodes}");
+    // The ledger places one of hello's instances on it, the only confirmed node.
+    let status = flux.json(&["app", "status", "hello"]);
+    assert_eq!(status["placed"], 1, "{status}");
+    let placed: Vec<&Value> = status["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["node"].is_null())
+        .collect();
+    assert_eq!(placed.len(), 1, "{status}");
+    assert_eq!(placed[0]["node"], mine["id"], "{status}");
+    assert_eq!(
+        placed[0]["addresses"],
+        serde_json::json!([format!("{}:31000", setup.ip)]),
+        "{status}"
+    );
+    let human = flux.ok(&["app", "status", "hello"]);
+    assert!(
+        human.contains("placed: 1 of 3") && human.contains(&format!("{}:31000", setup.ip)),
+        "{human}"
+    );
     let error = flux.fails(&[
         "node",
         "register",

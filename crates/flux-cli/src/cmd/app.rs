@@ -236,10 +236,13 @@ pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
         }
         AppCommand::Status { name } => {
             let client = ctx.client()?;
-            let app = get_app(&client, &name)?;
+            let detail: AppDetailView = get_app_as(&client, &name)?;
+            let app = &detail.record;
             let live = live_instances(&client, &app.spec.name)?;
-            let mut value = serde_json::to_value(&app)?;
+            let mut value = serde_json::to_value(app)?;
             value["wanted"] = json!(app.spec.instances);
+            value["placed"] = json!(detail.placed);
+            value["placements"] = json!(detail.instances);
             value["instances"] = json!(live.instances);
             value["unreachable"] = json!(live.unreachable);
             ctx.out.show(&value, |text| {
@@ -257,6 +260,8 @@ pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
                 ]);
                 text.blank();
                 show_spec(text, &app.spec);
+                text.blank();
+                show_placements(text, &detail);
                 text.blank();
                 show_instances(text, app.spec.instances, &live);
             });
@@ -433,7 +438,60 @@ fn show_instances(text: &mut Text, wanted: u32, live: &Live) {
     }
 }
 
+/// An app as `GET /apps/{name}` shows it: the record and where the ledger
+/// placed its instances.
+#[derive(Debug, serde::Deserialize)]
+struct AppDetailView {
+    #[serde(flatten)]
+    record: AppRecord,
+    placed: u32,
+    instances: Vec<PlacementView>,
+}
+
+/// Where the ledger placed one instance.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct PlacementView {
+    instance: u32,
+    node: Option<Address>,
+    node_endpoint: Option<String>,
+    addresses: Vec<String>,
+}
+
+fn show_placements(text: &mut Text, detail: &AppDetailView) {
+    let wanted = detail.record.spec.instances;
+    let summary = if detail.placed < wanted {
+        format!(
+            "placed: {} of {wanted}; the others wait for a confirmed node with room that the app's rules allow",
+            detail.placed
+        )
+    } else {
+        format!("placed: {} of {wanted}", detail.placed)
+    };
+    text.line(summary);
+    let rows: Vec<Vec<String>> = detail
+        .instances
+        .iter()
+        .map(|p| {
+            let endpoint = if p.addresses.is_empty() {
+                p.node_endpoint.clone().unwrap_or_else(|| "-".to_string())
+            } else {
+                p.addresses.join(" ")
+            };
+            vec![
+                p.instance.to_string(),
+                p.node.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                endpoint,
+            ]
+        })
+        .collect();
+    text.table(&["INSTANCE", "NODE", "ENDPOINT"], &rows, "");
+}
+
 fn get_app(client: &Client, name: &str) -> Result<AppRecord> {
+    get_app_as(client, name)
+}
+
+fn get_app_as<T: serde::de::DeserializeOwned>(client: &Client, name: &str) -> Result<T> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
         bail!("'{name}' is not an app name (app names are letters and digits)");
     }
