@@ -6,8 +6,8 @@
 //! order when the caller's shutdown future completes or the consensus
 //! engine fails.
 //!
-//! - `placements`: which instances this node runs, from finalized state
-//!   (pure).
+//! - `placements`: the instances the ledger placed on this node, as the
+//!   specs the agent runs (pure).
 //! - `agent`: the driver, the reconciler, and the loop that feeds it after
 //!   every finalized block.
 //! - `routes`: the API routes about this node's own instances.

@@ -1,99 +1,29 @@
 //! Which app instances this node should run, read from finalized state.
 //!
-//! The answer is a pure function of the state: every node that reads the
-//! same finalized block derives the same placements, so no two nodes ever
-//! claim one instance and no instance is left without a node while one
-//! fits.
+//! The ledger places instances (on confirmed nodes with a passing
+//! benchmark) at the end of every block; this module turns what it placed
+//! on this node into the specs the agent runs. Every node that reads the
+//! same finalized block sees the same placements.
 
 use std::net::IpAddr;
 
 use flux_agent::InstanceSpec;
-use flux_ledger::scheduler::{self, AppInput, Cluster, NodeInput, Resources};
-use flux_ledger::{NodeStatus, State};
-use flux_types::{Address, AppSpec};
-
-/// Nodes the scheduler weighs per empty slot.
-const CANDIDATES_PER_INSTANCE: u32 = 2;
-
-/// What a node offers until a benchmark says more: the smallest production
-/// tier (2 cores, 8 GB, 220 GB), or its own tier's thresholds if larger.
-const CAPACITY_FLOOR: Resources = Resources {
-    cpu_tenths: 20,
-    ram_mb: 8_192,
-    disk_gb: 220,
-};
-
-/// One instance of an app placed on a node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Placed {
-    /// The app's specification in force.
-    pub spec: AppSpec,
-    /// The instance's slot.
-    pub instance: u32,
-}
-
-/// The placements of every app in `state`, as a cluster.
-///
-/// Candidates are the registered nodes: confirmed ones, or, while no node
-/// is confirmed (a network whose nodes have not benchmarked yet), every
-/// registered node. A node offers its tier's thresholds as capacity, at
-/// least [`CAPACITY_FLOOR`].
-pub fn cluster(state: &State) -> Cluster {
-    let params = state.params();
-    let any_confirmed = state.nodes().any(|n| n.status == NodeStatus::Confirmed);
-    let mut cluster = Cluster::new();
-    for node in state.nodes() {
-        if any_confirmed && node.status != NodeStatus::Confirmed {
-            continue;
-        }
-        let tier = params.tier(node.tier);
-        let capacity = Resources {
-            cpu_tenths: (u64::from(tier.cores_min) * 10).max(CAPACITY_FLOOR.cpu_tenths),
-            ram_mb: tier.ram_mb_min.max(CAPACITY_FLOOR.ram_mb),
-            disk_gb: tier.disk_gb_min.max(CAPACITY_FLOOR.disk_gb),
-        };
-        cluster.set_node(node.id, Some(NodeInput::new(capacity, &node.region)));
-    }
-    for app in state.apps() {
-        // An app whose image governance blocked runs nowhere: leaving it out
-        // of the plan stops its instances on every node.
-        if state.app_blocked(&app.spec.name).is_some() {
-            continue;
-        }
-        let key = app.spec.name.to_lowercase();
-        cluster.set_app(&key, Some(AppInput::from_spec(&app.spec)));
-    }
-    let config = scheduler::Config {
-        candidates_per_instance: CANDIDATES_PER_INSTANCE,
-    };
-    scheduler::plan(&cluster, &config).into_cluster()
-}
-
-/// Every instance placed on `node`, in app-name then slot order.
-pub fn node_instances(state: &State, node: &Address) -> Vec<Placed> {
-    let cluster = cluster(state);
-    let mut placed: Vec<Placed> = cluster
-        .node_instances(node)
-        .into_iter()
-        .filter_map(|(app, instance)| {
-            state.app(app).map(|record| Placed {
-                spec: record.spec.clone(),
-                instance,
-            })
-        })
-        .collect();
-    placed.sort_by(|a, b| (&a.spec.name, a.instance).cmp(&(&b.spec.name, b.instance)));
-    placed
-}
+use flux_ledger::State;
+use flux_types::Address;
 
 /// The specs the agent of `node` should run: every component of every
-/// instance placed there, publishing its ports on `host_ip`.
+/// instance the ledger placed there, publishing its ports on `host_ip`.
+///
+/// The ledger's scheduler decides placements at the end of every block
+/// ([`State::instances_on`]); a node only reads them. Each (app, slot) pair
+/// becomes the specs of that instance's components.
 pub fn desired(state: &State, node: &Address, host_ip: IpAddr) -> Vec<InstanceSpec> {
     let node_name = node.to_string();
-    node_instances(state, node)
-        .iter()
-        .flat_map(|placed| {
-            InstanceSpec::for_app_instance(&node_name, &placed.spec, placed.instance, host_ip)
+    state
+        .instances_on(node)
+        .into_iter()
+        .flat_map(|(app, instance)| {
+            InstanceSpec::for_app_instance(&node_name, &app.spec, instance, host_ip)
         })
         .collect()
 }
@@ -103,21 +33,29 @@ mod tests {
     use flux_ledger::{BlockContext, build_block};
     use flux_types::app::Component;
     use flux_types::{
-        Amount, Genesis, GenesisAccount, GenesisValidator, Params, ProposalAction, SecretKey,
-        SignedTransaction, Tier, Transaction, TxBody, VoteChoice,
+        Amount, AppSpec, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Params,
+        ProposalAction, SecretKey, SignedTransaction, Tier, Transaction, TxBody, VoteChoice,
     };
 
     use super::*;
 
     fn signed(state: &State, key: &SecretKey, nonce: u64, body: TxBody) -> SignedTransaction {
+        let fee = match body {
+            TxBody::NodeBenchmark { .. } => Amount::ZERO,
+            _ => state.params().tx_fee_min,
+        };
         Transaction {
             chain_id: state.chain_id().to_string(),
             signer: key.public_key(),
             nonce,
-            fee: state.params().tx_fee_min,
+            fee,
             body,
         }
         .sign(key)
+    }
+
+    fn host() -> IpAddr {
+        IpAddr::from([127, 0, 0, 1])
     }
 
     fn next(state: &State, txs: Vec<SignedTransaction>) -> State {
@@ -131,7 +69,7 @@ mod tests {
     }
 
     #[test]
-    fn an_app_with_a_blocked_image_is_placed_nowhere() {
+    fn a_node_runs_what_the_ledger_placed_and_nothing_once_the_image_is_blocked() {
         let owner = SecretKey::development("owner");
         let node = SecretKey::development("node");
         let mut params = Params::devnet();
@@ -191,6 +129,20 @@ mod tests {
             ),
             signed(
                 &state,
+                &node,
+                0,
+                TxBody::NodeBenchmark {
+                    report: BenchmarkReport {
+                        cores: 4,
+                        ram_mb: 8_192,
+                        disk_gb: 100,
+                        cpu_score: 1_000,
+                        disk_write_mb_per_s: 100,
+                    },
+                },
+            ),
+            signed(
+                &state,
                 &owner,
                 1,
                 TxBody::AppRegister {
@@ -224,12 +176,19 @@ mod tests {
             ),
         ];
         let mut state = next(&state, txs);
-        assert_eq!(node_instances(&state, &node.address()).len(), 1);
+        // The node confirmed itself by its benchmark; the ledger placed the
+        // app's one instance (one component) on it.
+        assert_eq!(desired(&state, &node.address(), host()).len(), 1);
+        assert_eq!(
+            state.app_placement("shop").unwrap().instances,
+            vec![Some(node.address())]
+        );
         // The vote closes at block 3 (1.5 s after block 1) and the policy applies two blocks later.
         for _ in 0..4 {
             state = next(&state, vec![]);
         }
         assert!(state.app_blocked("shop").is_some());
-        assert!(node_instances(&state, &node.address()).is_empty());
+        assert!(desired(&state, &node.address(), host()).is_empty());
+        assert_eq!(state.app_placement("shop").unwrap().placed, 0);
     }
 }
