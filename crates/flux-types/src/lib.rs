@@ -15,6 +15,7 @@ pub mod gov;
 pub mod governable;
 pub mod node;
 pub mod params;
+pub mod request_auth;
 pub mod tx;
 
 pub use amount::{Amount, UNITS_PER_FLUX};
