@@ -560,6 +560,13 @@ const GENERAL: &[ParamSpec] = &[
         scheduler.candidates_per_instance
     ),
     integer!(
+        "scheduler.update_roll_interval_ms",
+        1_000,
+        3_600_000,
+        "chain time between the switches of two instances of an updated app, ms",
+        scheduler.update_roll_interval_ms
+    ),
+    integer!(
         "benchmark_interval_blocks_min",
         1,
         1_000_000,
@@ -627,7 +634,7 @@ mod tests {
     use super::*;
 
     /// Params that are deliberately not governable, with the reason.
-    const FIXED: [&str; 3] = [
+    const FIXED: [&str; 4] = [
         // The block interval is the consensus engine's timing, set in genesis.
         "block_interval_ms",
         // Consensus numbers its epochs from the genesis value; a new length
@@ -635,6 +642,9 @@ mod tests {
         "epoch_length_blocks",
         // A list of ranges; change it with a network upgrade.
         "app_limits.banned_ports",
+        // Text, which the registry cannot set; and every app's address is
+        // under it, so it is chosen once, in genesis.
+        "network_domain",
     ];
 
     fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {

@@ -125,6 +125,10 @@ pub struct SchedulerParams {
     /// Feasible nodes the scheduler weighs per instance it places (at least 1):
     /// more spreads load better and costs more time per placement.
     pub candidates_per_instance: u32,
+    /// Chain time between the switches of two consecutive instances when an
+    /// update changes what an app runs, in milliseconds: long enough for a
+    /// new instance to start and answer before the next old one stops.
+    pub update_roll_interval_ms: u64,
 }
 
 /// All parameters of a network.
@@ -154,6 +158,9 @@ pub struct Params {
     pub scheduler: SchedulerParams,
     /// Fewest blocks between two benchmarks of the same node.
     pub benchmark_interval_blocks_min: u64,
+    /// The domain under which every node's gateway serves apps by name:
+    /// `<app>.<network_domain>` reaches the app `<app>`.
+    pub network_domain: String,
 }
 
 impl Params {
@@ -258,8 +265,10 @@ impl Params {
                 reserve_ram_mb: 1_000,
                 reserve_disk_gb: 20,
                 candidates_per_instance: 2,
+                update_roll_interval_ms: 60_000,
             },
             benchmark_interval_blocks_min: 600,
+            network_domain: "app.runonflux.io".to_string(),
             gov: GovParams::mainnet(),
         }
     }
@@ -282,7 +291,9 @@ impl Params {
         params.scheduler.reserve_cpu_tenths = 1;
         params.scheduler.reserve_ram_mb = 100;
         params.scheduler.reserve_disk_gb = 1;
+        params.scheduler.update_roll_interval_ms = 6_000;
         params.benchmark_interval_blocks_min = 5;
+        params.network_domain = "flux.localhost".to_string();
         params
     }
 
@@ -321,8 +332,31 @@ impl Params {
         if limits.name_len_min > limits.name_len_max {
             return Err("app_limits.name_len_min must be at most name_len_max".into());
         }
+        validate_domain(&self.network_domain)?;
         self.gov.validate()
     }
+}
+
+/// Longest DNS name (RFC 1035).
+const DOMAIN_LEN_MAX: usize = 253;
+
+/// Checks that the network domain is a DNS name: dot-separated labels of
+/// letters, digits and inner hyphens, 1 to 63 characters each.
+fn validate_domain(domain: &str) -> Result<(), String> {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if domain.is_empty() || domain.len() > DOMAIN_LEN_MAX || !domain.split('.').all(label_ok) {
+        return Err(format!(
+            "network_domain '{domain}' is not a domain name (e.g. flux.localhost)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -337,5 +371,23 @@ mod tests {
             Params::mainnet().tier(Tier::Stratus).collateral,
             Amount::flux(40_000)
         );
+    }
+
+    #[test]
+    fn the_network_domain_must_be_a_domain_name() {
+        for bad in [
+            "",
+            ".",
+            "flux..localhost",
+            "-a.b",
+            "a_b.c",
+            "a b",
+            "flux.localhost.",
+        ] {
+            let mut params = Params::devnet();
+            params.network_domain = bad.to_string();
+            let error = params.validate().unwrap_err();
+            assert!(error.contains("network_domain"), "{bad:?}: {error}");
+        }
     }
 }
