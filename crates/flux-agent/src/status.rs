@@ -35,7 +35,10 @@ pub enum Health {
     Healthy,
     /// The probe failed.
     Unhealthy {
-        /// What the probe saw.
+        /// What the probe saw. Serialized as `health_reason`: the status it
+        /// is flattened into has a `reason` of its own (why it is not
+        /// running).
+        #[serde(rename = "health_reason")]
         reason: String,
     },
 }
@@ -133,5 +136,41 @@ impl StatusBoard {
         {
             board.health.insert(key.clone(), health);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_has_one_reason_and_one_health_reason() {
+        let status = InstanceStatus {
+            key: InstanceKey {
+                app: "web".into(),
+                component: "api".into(),
+                instance: 0,
+            },
+            node: "flux1node".into(),
+            phase: Phase::Running,
+            reason: None,
+            instance_id: Some("c0ffee".into()),
+            host_ip: IpAddr::from([127, 0, 0, 1]),
+            ports: Vec::new(),
+            restarts: 0,
+            retry_in_ms: None,
+            health_path: "/health".into(),
+            health: Health::Unhealthy {
+                reason: "connection refused".into(),
+            },
+        };
+        let text = serde_json::to_string(&status).unwrap();
+        assert_eq!(text.matches("\"reason\"").count(), 1, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["health"], "unhealthy");
+        assert_eq!(value["health_reason"], "connection refused");
+        assert_eq!(value["reason"], serde_json::Value::Null);
+        let back: InstanceStatus = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, status);
     }
 }

@@ -10,7 +10,8 @@
 //!   specs the agent runs (pure).
 //! - `agent`: the driver, the reconciler, and the loop that feeds it after
 //!   every finalized block.
-//! - `routes`: the API routes about this node's own instances.
+//! - `routes`: the API routes about this node's own instances: their
+//!   status (public), logs and stats (signed by the app's owner).
 
 pub mod agent;
 mod error;
@@ -89,7 +90,10 @@ pub async fn run(
             }
         }
     };
-    let extra = agent.clone().map(routes::router).unwrap_or_default();
+    let extra = agent
+        .clone()
+        .map(|agent| routes::router(agent, node.clone()))
+        .unwrap_or_default();
     let served = flux_api::serve_with(node.clone(), options.api, extra, stop).await;
     if let Some(agent) = &agent {
         agent.shutdown();
