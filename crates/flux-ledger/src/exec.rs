@@ -515,6 +515,7 @@ fn apply_tx(
                 expires_at_ms,
                 paid: price,
                 months: *months,
+                rollout: None,
             });
             ReceiptDetail::AppRegistered {
                 app: spec.name.clone(),
@@ -548,6 +549,8 @@ fn apply_tx(
                 });
             }
             let registered_height = old.registered_height;
+            let interval_ms = state.params().scheduler.update_roll_interval_ms;
+            let rollout = crate::rollout::after_update(old, spec, now_ms, interval_ms);
             debit(&mut account, charged)?;
             state.put_account(sender, account);
             credit_reward_pool(state, charged)?;
@@ -561,6 +564,7 @@ fn apply_tx(
                 // The base of a later credit is the value of the new period, not what was charged.
                 paid: price,
                 months: *months,
+                rollout,
             });
             ReceiptDetail::AppUpdated {
                 app: spec.name.clone(),
@@ -754,6 +758,7 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
             }
         }
     }
+    crate::rollout::end_block(&mut next, timestamp_ms);
     crate::placement::end_block(&mut next, &events);
     let changes = next.finish();
     check_invariants(&next);
@@ -846,6 +851,7 @@ pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> 
             detail,
         });
     }
+    crate::rollout::end_block(&mut next, header.timestamp_ms);
     crate::placement::end_block(&mut next, &events);
     let changes = next.finish();
     if next.state_root() != header.state_root {

@@ -9,6 +9,7 @@ mod error;
 mod exec;
 mod gov;
 mod placement;
+mod rollout;
 pub mod scheduler;
 mod state;
 
@@ -23,6 +24,7 @@ pub use gov::{
     Vote,
 };
 pub use placement::{AppPlacement, NodeResources};
+pub use rollout::{Rollout, RolloutProgress};
 pub use state::{
     Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State,
     gov_deposits_address, is_module_account, module_accounts, reward_pool_address,

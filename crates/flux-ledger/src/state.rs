@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::GenesisError;
 use crate::gov::{GovKey, GovState, Holdings};
+use crate::rollout::Rollout;
 
 /// An account.
 #[derive(
@@ -82,6 +83,18 @@ pub struct AppRecord {
     pub paid: Amount,
     /// Months of the current period.
     pub months: u32,
+    /// The rolling update in progress, if any: which instances still run
+    /// the spec from before the last update (see [`State::instance_spec`]).
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+}
+
+impl AppRecord {
+    /// When the rolling update in progress ends, as the rollout index keys it.
+    fn rollout_end(&self) -> Option<u64> {
+        let rollout = self.rollout.as_ref()?;
+        Some(rollout.finish_ms(self.spec.instances))
+    }
 }
 
 /// Chain metadata.
@@ -125,6 +138,9 @@ pub struct State {
     pub(crate) apps: OrdMap<String, AppRecord>,
     /// `(expires_at_ms, app_key)` of every app, to expire apps without scanning all of them.
     pub(crate) expiry: OrdMap<(u64, String), ()>,
+    /// `(end_ms, app_key)` of every app with a rolling update in progress,
+    /// to end rollouts without scanning all apps.
+    pub(crate) rollouts: OrdMap<(u64, String), ()>,
     /// Leaf hash per stored key, for the state root.
     pub(crate) leaves: OrdMap<Vec<u8>, Hash>,
     pub(crate) state_root: Hash,
@@ -257,6 +273,7 @@ impl State {
             nodes: OrdMap::new(),
             apps: OrdMap::new(),
             expiry: OrdMap::new(),
+            rollouts: OrdMap::new(),
             leaves: OrdMap::new(),
             state_root: Hash::ZERO,
             tip: Hash::ZERO,
@@ -288,6 +305,7 @@ impl State {
         let mut nodes = OrdMap::new();
         let mut apps = OrdMap::new();
         let mut expiry = OrdMap::new();
+        let mut rollouts = OrdMap::new();
         let mut leaves = OrdMap::new();
         let mut placement = crate::placement::Placement::default();
         let mut gov = GovState::default();
@@ -340,6 +358,9 @@ impl State {
                         )));
                     }
                     expiry.insert((record.expires_at_ms, name.clone()), ());
+                    if let Some(end) = record.rollout_end() {
+                        rollouts.insert((end, name.clone()), ());
+                    }
                     apps.insert(name, record);
                 }
                 prefix if crate::gov::PREFIXES.contains(&prefix) => {
@@ -361,6 +382,7 @@ impl State {
             nodes,
             apps,
             expiry,
+            rollouts,
             leaves,
             state_root: Hash::ZERO,
             tip,
@@ -528,10 +550,7 @@ impl State {
 
     pub(crate) fn put_app(&mut self, record: AppRecord) {
         let name = app_key(&record.spec.name);
-        if let Some(old) = self.apps.get(&name) {
-            self.expiry.remove(&(old.expires_at_ms, name.clone()));
-        }
-        self.expiry.insert((record.expires_at_ms, name.clone()), ());
+        self.index_app(&name, &record);
         // An app is blocked exactly while one of its images is on the blocklist.
         let _ = self
             .gov
@@ -545,10 +564,47 @@ impl State {
         let name = app_key(name);
         let old = self.apps.remove(&name)?;
         self.expiry.remove(&(old.expires_at_ms, name.clone()));
+        if let Some(end) = old.rollout_end() {
+            self.rollouts.remove(&(end, name.clone()));
+        }
         self.gov.app_removed(&name, &mut self.dirty);
         self.placement.app_changed(&name);
         self.dirty.insert(Key::App(name));
         Some(old)
+    }
+
+    /// Writes an app whose rollout alone changed: what its instances want
+    /// and its images are the same, so placement and the blocklist have
+    /// nothing to redo.
+    pub(crate) fn put_rollout(&mut self, record: AppRecord) {
+        let name = app_key(&record.spec.name);
+        self.index_app(&name, &record);
+        self.dirty.insert(Key::App(name.clone()));
+        self.apps.insert(name, record);
+    }
+
+    /// Keeps the expiry and rollout indexes of app `name` in step with `record`.
+    fn index_app(&mut self, name: &str, record: &AppRecord) {
+        if let Some(old) = self.apps.get(name) {
+            self.expiry.remove(&(old.expires_at_ms, name.to_string()));
+            if let Some(end) = old.rollout_end() {
+                self.rollouts.remove(&(end, name.to_string()));
+            }
+        }
+        self.expiry
+            .insert((record.expires_at_ms, name.to_string()), ());
+        if let Some(end) = record.rollout_end() {
+            self.rollouts.insert((end, name.to_string()), ());
+        }
+    }
+
+    /// Keys of apps whose rolling update ends at or before `time_ms`.
+    pub(crate) fn finished_rollouts(&self, time_ms: u64) -> Vec<String> {
+        self.rollouts
+            .keys()
+            .take_while(|(at, _)| *at <= time_ms)
+            .map(|(_, name)| name.clone())
+            .collect()
     }
 
     pub(crate) fn set_meta(&mut self, meta: Meta) {

@@ -17,6 +17,8 @@ mod nodes;
 mod placement;
 #[path = "ledger/properties.rs"]
 mod properties;
+#[path = "ledger/rollout.rs"]
+mod rollout;
 #[path = "ledger/scheduler.rs"]
 mod scheduler;
 #[path = "ledger/transfers.rs"]
