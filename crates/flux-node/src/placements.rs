@@ -16,14 +16,19 @@ use flux_types::Address;
 ///
 /// The ledger's scheduler decides placements at the end of every block
 /// ([`State::instances_on`]); a node only reads them. Each (app, slot) pair
-/// becomes the specs of that instance's components.
+/// becomes the specs of that instance's components, from the spec the slot
+/// runs now ([`State::instance_spec`]: a rolling update reaches the slots one
+/// at a time).
 pub fn desired(state: &State, node: &Address, host_ip: IpAddr) -> Vec<InstanceSpec> {
     let node_name = node.to_string();
     state
         .instances_on(node)
         .into_iter()
         .flat_map(|(app, instance)| {
-            InstanceSpec::for_app_instance(&node_name, &app.spec, instance, host_ip)
+            // During a rolling update a slot runs the previous spec until
+            // its switch time; the ledger says which.
+            let spec = state.instance_spec(app, instance);
+            InstanceSpec::for_app_instance(&node_name, spec, instance, host_ip)
         })
         .collect()
 }
