@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use flux_chain::TxStatus;
 use flux_ledger::{
     AppRecord, BenchmarkRecord, NodeRecord, NodeResources, PendingReason, Proposal, ProposalStatus,
-    Quote, State as LedgerState,
+    Quote, RolloutProgress, State as LedgerState,
 };
 use flux_types::codec::decode_bounded;
 use flux_types::{Address, Amount, AppSpec, Block, BlockHeader, Hash, Params, SignedTransaction};
@@ -134,6 +134,7 @@ pub(crate) struct AppDetail {
     pub(crate) wanted: u32,
     pub(crate) placed: u32,
     pub(crate) instances: Vec<InstancePlacement>,
+    pub(crate) rollout_progress: Option<RolloutProgress>,
 }
 
 /// Where one instance of an app runs.
@@ -178,6 +179,7 @@ impl AppDetail {
             wanted: placement.wanted,
             placed: placement.placed,
             instances,
+            rollout_progress: state.rollout_progress(&record.spec.name),
         }
     }
 }

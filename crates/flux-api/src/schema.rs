@@ -681,6 +681,8 @@ pub(crate) struct AppDetailSchema {
     placed: u32,
     /// Every instance, placed or not.
     instances: Vec<InstancePlacementSchema>,
+    /// How far the rolling update in progress has come; null when none is.
+    rollout_progress: Option<RolloutProgressSchema>,
 }
 
 /// One container of an app.
@@ -757,6 +759,37 @@ pub(crate) struct AppRecordSchema {
     paid: String,
     /// Months of the current period.
     months: u32,
+    /// The rolling update in progress; null when every instance runs `spec`.
+    rollout: Option<RolloutSchema>,
+}
+
+/// A rolling update: instance slot `k` runs `previous` until chain time
+/// reaches its switch, `started_ms + k × interval_ms` (slots below
+/// `switched_before` switch at `started_ms`; the next ones start one
+/// interval later), then the app's spec.
+#[derive(ToSchema)]
+#[schema(as = Rollout)]
+pub(crate) struct RolloutSchema {
+    /// The specification the slots not switched yet still run.
+    previous: AppSpecSchema,
+    /// Chain time of the update's block, ms.
+    started_ms: u64,
+    /// Chain time between two slots' switches, ms.
+    interval_ms: u64,
+    /// Slots that had left `previous` for an earlier update when this one came.
+    switched_before: u32,
+}
+
+/// How far a rolling update has come.
+#[derive(ToSchema)]
+#[schema(as = RolloutProgress)]
+pub(crate) struct RolloutProgressSchema {
+    /// Instance slots that run the specification in force.
+    updated: u32,
+    /// Slots the update switches (those both specifications have).
+    of: u32,
+    /// Chain time at which the next slot switches, ms.
+    next_switch_ms: u64,
 }
 
 /// A registered app with its current monthly price.

@@ -1336,6 +1336,44 @@ async fn a_benchmarked_node_is_confirmed_and_shows_what_is_placed_on_it() {
     assert_eq!(node["resources"]["used"]["cpu_tenths"], 5, "{node}");
     assert_documented(&doc, "NodeResources", &node["resources"]);
 
+    // An update that changes what runs rolls over the slots one at a time:
+    // the app shows the previous spec and how far the rollout has come.
+    let mut updated = hello_spec(owner.address());
+    updated.components[0].environment = vec!["GREETING=bonjour".into()];
+    h.commit(
+        &h.sign(
+            &owner,
+            TxBody::AppUpdate {
+                spec: updated,
+                months: 1,
+                max_payment: quote.total,
+            },
+        )
+        .await,
+    )
+    .await;
+    let app = h.get("/api/v1/apps/hello").await.ok(200);
+    assert_documented(&doc, "AppDetail", &app);
+    assert_documented(&doc, "Rollout", &app["rollout"]);
+    assert_documented(&doc, "RolloutProgress", &app["rollout_progress"]);
+    assert_eq!(
+        app["rollout"]["previous"]["components"][0]["environment"],
+        json!(["GREETING=hello"]),
+        "{app}"
+    );
+    assert_eq!(
+        app["rollout"]["interval_ms"],
+        h.params.scheduler.update_roll_interval_ms,
+        "{app}"
+    );
+    assert_eq!(app["rollout_progress"]["of"], 3, "{app}");
+    assert!(
+        app["rollout_progress"]["updated"].as_u64() < Some(3),
+        "slot 2 switches two intervals after the update: {app}"
+    );
+    let apps = h.get("/api/v1/apps").await.ok(200);
+    assert_documented(&doc, "AppListItem", &apps[0]);
+
     // Only a registered node signs a benchmark.
     let refused = h
         .submit(&h.sign(&owner, TxBody::NodeBenchmark { report }).await)
