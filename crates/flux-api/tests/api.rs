@@ -1362,8 +1362,7 @@ async fn a_benchmarked_node_is_confirmed_and_shows_what_is_placed_on_it() {
         "{app}"
     );
     assert_eq!(
-        app["rollout"]["interval_ms"],
-        h.params.scheduler.update_roll_interval_ms,
+        app["rollout"]["interval_ms"], h.params.scheduler.update_roll_interval_ms,
         "{app}"
     );
     assert_eq!(app["rollout_progress"]["of"], 3, "{app}");
