@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use flux_chain::ChainStatus;
 use flux_ledger::Receipt;
-use flux_types::{Address, Amount, Hash, Params, SignedTransaction};
+use flux_types::request_auth::{RequestAuth, RequestTarget, random_nonce};
+use flux_types::{Address, Amount, Hash, Params, SecretKey, SignedTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,6 +60,22 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The problem code of an API error.
+    pub(crate) fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// This machine's clock, ms since the Unix epoch (what a signed request is
+/// dated with).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Whether `error` says that the node could not be reached at all.
@@ -134,6 +151,18 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS).min(timeout))
             .timeout(timeout)
+            .user_agent(concat!("flux-cli/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client { node, http })
+    }
+
+    /// A client for answers that stream for as long as the user wants
+    /// (`flux app logs --follow`): connecting is bounded, reading is not.
+    pub(crate) fn streaming(node_url: &str) -> anyhow::Result<Client> {
+        let node = normalize_node_url(node_url)?;
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .timeout(None)
             .user_agent(concat!("flux-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Client { node, http })
@@ -238,6 +267,48 @@ impl Client {
             .map_err(|e| self.transport_error(&e))?;
         let value = self.finish(&url, response)?;
         decode(&url, value)
+    }
+
+    /// `GET path` signed by `key` for the network `chain_id` (an owner-only
+    /// read); the answer's body is left to the caller, to read whole or as
+    /// a stream. An error answer is read as a problem.
+    pub(crate) fn get_signed(
+        &self,
+        path: &str,
+        key: &SecretKey,
+        chain_id: &str,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let url = self.url(path);
+        let parsed = reqwest::Url::parse(&url).map_err(|e| ClientError::BadAnswer {
+            url: url.clone(),
+            reason: format!("not a URL ({e})"),
+        })?;
+        let path_and_query = match parsed.query() {
+            Some(query) => format!("{}?{query}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        let target = RequestTarget {
+            chain_id,
+            method: "GET",
+            path_and_query: &path_and_query,
+            body: b"",
+        };
+        let auth = RequestAuth::sign(key, &target, now_ms(), random_nonce());
+        let mut request = self.http.get(parsed);
+        for (name, value) in auth.headers() {
+            request = request.header(name, value);
+        }
+        let response = request.send().map_err(|e| self.transport_error(&e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        match self.finish(&url, response) {
+            Err(error) => Err(error),
+            Ok(_) => Err(ClientError::BadAnswer {
+                url,
+                reason: "an error status with a success body".to_string(),
+            }),
+        }
     }
 
     pub(crate) fn status(&self) -> Result<ChainStatus, ClientError> {

@@ -11,8 +11,8 @@
 //! ([`ReplayCache`]). Whether the key may read what it asks for (the app's
 //! owner) is the node's decision, made after these checks.
 //!
-//! Nothing here reads a clock or draws randomness: the time and the nonce
-//! come in as arguments.
+//! Nothing here reads a clock: the time comes in as an argument, and so
+//! does the nonce ([`random_nonce`] draws one from the operating system).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -142,6 +142,14 @@ pub struct RequestTarget<'a> {
     pub path_and_query: &'a str,
     /// The request body (empty for `GET`).
     pub body: &'a [u8],
+}
+
+/// A fresh nonce from the operating system's randomness.
+pub fn random_nonce() -> [u8; NONCE_BYTES] {
+    use rand::RngCore as _;
+    let mut nonce = [0u8; NONCE_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    nonce
 }
 
 /// The signature of one request and what it covers besides the request.

@@ -1,4 +1,5 @@
-//! `flux app`: validate, price, deploy, list, inspect and remove apps.
+//! `flux app`: validate, price, deploy, list, inspect and remove apps, and
+//! read an app's logs and stats (signed by its owner's key).
 
 use std::path::{Path, PathBuf};
 
@@ -9,11 +10,22 @@ use flux_types::app::{ParsedSpec, parse_spec};
 use flux_types::{Address, Amount, AppSpec, Params, TxBody};
 use serde_json::json;
 
+use std::io::{BufRead as _, Write as _};
+use std::time::Duration;
+
+use flux_agent::driver::LOG_TAIL_LINES_MAX;
+use flux_node::routes::{InstanceStats, LogLine, StatsView};
+use flux_types::SecretKey;
+
 use crate::Context;
-use crate::client::{Client, api_status, is_unreachable, list_items};
+use crate::client::{Client, ClientError, api_status, is_unreachable, list_items};
 use crate::output::{Text, utc};
 use crate::submit::{self, TxOptions};
 
+/// Time allowed for one node's past logs.
+const LOGS_TIMEOUT_MS: u64 = 30_000;
+/// Time allowed for one node's stats (a reading takes the driver a moment).
+const STATS_TIMEOUT_MS: u64 = 15_000;
 /// Largest spec file read; real ones are a few kilobytes.
 const SPEC_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
@@ -73,6 +85,32 @@ pub(crate) enum AppCommand {
     Status {
         /// The app's name
         name: String,
+    },
+    /// Show the output of the app's instances, from every node that hosts one (the owner's key signs)
+    Logs {
+        /// The app's name
+        name: String,
+        /// Only this component's output
+        #[arg(long, value_name = "NAME")]
+        component: Option<String>,
+        /// Keep printing new output, from all nodes at once, until Ctrl-C
+        #[arg(long)]
+        follow: bool,
+        /// Lines of past output per instance (at most 10000)
+        #[arg(long, value_name = "LINES", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(0..=i64::from(LOG_TAIL_LINES_MAX)))]
+        tail: u32,
+        /// Key to sign with [default: the key in the keystore that owns the app]
+        #[arg(long, value_name = "KEY")]
+        from: Option<String>,
+    },
+    /// Show CPU, memory and network use of each of the app's instances (the owner's key signs)
+    Stats {
+        /// The app's name
+        name: String,
+        /// Key to sign with [default: the key in the keystore that owns the app]
+        #[arg(long, value_name = "KEY")]
+        from: Option<String>,
     },
     /// Remove an app owned by the --from key (the unused period is not refunded)
     Remove {
@@ -266,6 +304,34 @@ pub(crate) fn run(ctx: &Context, command: AppCommand) -> Result<()> {
                 show_instances(text, app.spec.instances, &live);
             });
         }
+        AppCommand::Logs {
+            name,
+            component,
+            follow,
+            tail,
+            from,
+        } => {
+            let read = owner_read(ctx, &name, from.as_deref())?;
+            let mut path = format!("/apps/{}/logs?tail={tail}", read.app);
+            if let Some(component) = &component {
+                if component.is_empty() || !component.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    bail!(
+                        "'{component}' is not a component name (component names are letters and digits)"
+                    );
+                }
+                path.push_str(&format!("&component={component}"));
+            }
+            if follow {
+                path.push_str("&follow=true");
+                follow_logs(ctx, &read, &path)?;
+            } else {
+                show_logs(ctx, &read, &path)?;
+            }
+        }
+        AppCommand::Stats { name, from } => {
+            let read = owner_read(ctx, &name, from.as_deref())?;
+            show_stats(ctx, &read)?;
+        }
         AppCommand::Remove { name, from, tx } => {
             let owner = ctx.keystore().load(&from)?;
             let key = owner.secret()?;
@@ -415,7 +481,10 @@ fn show_instances(text: &mut Text, wanted: u32, live: &Live) {
                 field("health"),
                 field("restarts"),
                 ports.join(","),
-                field("reason"),
+                match &i["reason"] {
+                    serde_json::Value::Null => field("health_reason"),
+                    _ => field("reason"),
+                },
             ]
         })
         .collect();
@@ -435,6 +504,318 @@ fn show_instances(text: &mut Text, wanted: u32, live: &Live) {
     );
     for node in &live.unreachable {
         text.line(format!("node {node} did not answer"));
+    }
+}
+
+/// What an owner-only read needs: the app, its owner, the nodes that host
+/// it, the key that signs and the network it signs for.
+struct OwnerRead {
+    app: String,
+    owner: Address,
+    /// Hosting nodes and their API URLs, each once.
+    nodes: Vec<(Address, String)>,
+    key: SecretKey,
+    chain_id: String,
+}
+
+fn owner_read(ctx: &Context, name: &str, from: Option<&str>) -> Result<OwnerRead> {
+    let client = ctx.client()?;
+    let detail: AppDetailView = get_app_as(&client, name)?;
+    let app = detail.record.spec.name.clone();
+    let owner = detail.record.spec.owner;
+    let key = match from {
+        Some(from) => ctx.keystore().load(from)?.secret()?,
+        None => {
+            let keystore = ctx.keystore();
+            let (keys, _) = keystore.list();
+            keys.into_iter()
+                .find(|k| k.address == owner)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "no key in {} owns app '{app}' ({owner}); only its owner may read its logs and stats: \
+                         import the owner's key, or name it with --from KEY",
+                        keystore.dir().display()
+                    )
+                })?
+                .secret()?
+        }
+    };
+    let chain_id = client.status()?.chain_id;
+    let mut nodes: Vec<(Address, String)> = detail
+        .instances
+        .iter()
+        .filter_map(|p| Some((p.node?, format!("http://{}", p.node_endpoint.as_ref()?))))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    if nodes.is_empty() {
+        ctx.out.note(&format!(
+            "no instance of '{app}' is placed on a node yet (`flux app status {app}` shows why)"
+        ));
+    }
+    Ok(OwnerRead {
+        app,
+        owner,
+        nodes,
+        key,
+        chain_id,
+    })
+}
+
+/// The error for a node's refusal of a signed read of `what`.
+fn refused(read: &OwnerRead, what: &str, node: &Address, error: ClientError) -> anyhow::Error {
+    match (error.status(), error.code()) {
+        (Some(403), Some("not_owner")) => anyhow!(
+            "the node refused: only the owner of {} ({}) may read its {what}; you signed with {}",
+            read.app,
+            read.owner,
+            read.key.address()
+        ),
+        (Some(401), code) => anyhow!(
+            "node {node} refused the signature ({}): {error}",
+            code.unwrap_or("unauthorized")
+        ),
+        _ => anyhow!("node {node}: {error}"),
+    }
+}
+
+/// One log line as printed: node, instance and component, then the text.
+fn log_line_text(line: &LogLine) -> String {
+    let prefix = format!(
+        "{} #{}/{}",
+        crate::output::short(&line.node),
+        line.instance,
+        line.component
+    );
+    match &line.error {
+        Some(error) => format!("{prefix} | (no output: {error})"),
+        None => format!("{prefix} | {}", line.text),
+    }
+}
+
+fn parse_log_line(text: &str) -> Option<LogLine> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// Past output of every hosting node, one node after the other.
+fn show_logs(ctx: &Context, read: &OwnerRead, path: &str) -> Result<()> {
+    let mut lines: Vec<LogLine> = Vec::new();
+    let mut unreachable = Vec::new();
+    for (node, url) in &read.nodes {
+        let client = Client::with_timeout(url, Duration::from_millis(LOGS_TIMEOUT_MS))?;
+        let body = client
+            .get_signed(path, &read.key, &read.chain_id)
+            .and_then(|response| {
+                response.text().map_err(|e| ClientError::BadAnswer {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })
+            });
+        match body {
+            Ok(body) => lines.extend(body.lines().filter_map(parse_log_line)),
+            Err(ClientError::Unreachable { reason, .. }) => {
+                unreachable.push(format!("{node} ({reason})"));
+            }
+            Err(error) => return Err(refused(read, "logs", node, error)),
+        }
+    }
+    for node in &unreachable {
+        ctx.out.note(&format!("node {node} did not answer"));
+    }
+    ctx.out.show(&lines, |text| {
+        for line in &lines {
+            text.line(log_line_text(line));
+        }
+    });
+    Ok(())
+}
+
+/// What a node's follow thread reports.
+enum Followed {
+    Line(LogLine),
+    Failed(Address, ClientError),
+    Ended,
+}
+
+/// New output of every hosting node at once, printed as it comes, until
+/// Ctrl-C or until every node's stream ends.
+fn follow_logs(ctx: &Context, read: &OwnerRead, path: &str) -> Result<()> {
+    let (sender, receiver) = std::sync::mpsc::channel::<Followed>();
+    for (node, url) in &read.nodes {
+        let client = Client::streaming(url)?;
+        let sender = sender.clone();
+        let (node, path, key, chain_id) = (
+            *node,
+            path.to_string(),
+            read.key.clone(),
+            read.chain_id.clone(),
+        );
+        std::thread::spawn(move || {
+            match client.get_signed(&path, &key, &chain_id) {
+                Ok(response) => {
+                    for text in std::io::BufReader::new(response).lines() {
+                        let Ok(text) = text else { break };
+                        if let Some(line) = parse_log_line(&text)
+                            && sender.send(Followed::Line(line)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.send(Followed::Failed(node, error));
+                }
+            }
+            let _ = sender.send(Followed::Ended);
+        });
+    }
+    drop(sender);
+    let mut open = read.nodes.len();
+    let mut stdout = std::io::stdout().lock();
+    while open > 0 {
+        let Ok(event) = receiver.recv() else { break };
+        match event {
+            Followed::Line(line) => {
+                let text = if ctx.out.is_json() {
+                    serde_json::to_string(&line)?
+                } else {
+                    log_line_text(&line)
+                };
+                writeln!(stdout, "{text}")?;
+                stdout.flush()?;
+            }
+            Followed::Failed(node, ClientError::Unreachable { reason, .. }) => {
+                ctx.out
+                    .note(&format!("node {node} did not answer ({reason})"));
+            }
+            Followed::Failed(node, error) => return Err(refused(read, "logs", &node, error)),
+            Followed::Ended => open -= 1,
+        }
+    }
+    Ok(())
+}
+
+/// One instance's reading, with the node that gave it.
+#[derive(Debug, serde::Serialize)]
+struct NodeInstanceStats {
+    node: String,
+    #[serde(flatten)]
+    stats: InstanceStats,
+}
+
+fn show_stats(ctx: &Context, read: &OwnerRead) -> Result<()> {
+    let mut instances: Vec<NodeInstanceStats> = Vec::new();
+    let mut unreachable = Vec::new();
+    for (node, url) in &read.nodes {
+        let client = Client::with_timeout(url, Duration::from_millis(STATS_TIMEOUT_MS))?;
+        let view = client
+            .get_signed(
+                &format!("/apps/{}/stats", read.app),
+                &read.key,
+                &read.chain_id,
+            )
+            .and_then(|response| {
+                response
+                    .json::<StatsView>()
+                    .map_err(|e| ClientError::BadAnswer {
+                        url: url.clone(),
+                        reason: e.to_string(),
+                    })
+            });
+        match view {
+            Ok(view) => {
+                instances.extend(view.instances.into_iter().map(|stats| NodeInstanceStats {
+                    node: view.node.clone(),
+                    stats,
+                }))
+            }
+            Err(ClientError::Unreachable { reason, .. }) => {
+                unreachable.push(format!("{node} ({reason})"));
+            }
+            Err(error) => return Err(refused(read, "stats", node, error)),
+        }
+    }
+    instances.sort_by(|a, b| {
+        (a.stats.instance, &a.stats.component).cmp(&(b.stats.instance, &b.stats.component))
+    });
+    let value = json!({
+        "app": read.app,
+        "instances": instances,
+        "unreachable": unreachable,
+    });
+    ctx.out.show(&value, |text| {
+        let rows: Vec<Vec<String>> = instances
+            .iter()
+            .map(|i| {
+                let s = &i.stats;
+                let (cpu, memory, rx, tx) = match &s.stats {
+                    Some(stats) => (
+                        format!("{:.1}%", stats.cpu_percent),
+                        if stats.memory_limit_bytes > 0 {
+                            format!(
+                                "{} / {}",
+                                bytes(stats.memory_bytes),
+                                bytes(stats.memory_limit_bytes)
+                            )
+                        } else {
+                            bytes(stats.memory_bytes)
+                        },
+                        bytes(stats.network_rx_bytes),
+                        bytes(stats.network_tx_bytes),
+                    ),
+                    None => {
+                        let why = s.error.clone().unwrap_or_else(|| "-".to_string());
+                        (why, "-".into(), "-".into(), "-".into())
+                    }
+                };
+                vec![
+                    s.instance.to_string(),
+                    s.component.clone(),
+                    crate::output::short(&i.node),
+                    cpu,
+                    memory,
+                    rx,
+                    tx,
+                ]
+            })
+            .collect();
+        text.table(
+            &[
+                "INSTANCE",
+                "COMPONENT",
+                "NODE",
+                "CPU",
+                "MEMORY (USED / LIMIT)",
+                "NET RX",
+                "NET TX",
+            ],
+            &rows,
+            "no instance reported by any node",
+        );
+        for node in &unreachable {
+            text.line(format!("node {node} did not answer"));
+        }
+    });
+    Ok(())
+}
+
+/// A byte count for people: B, KiB, MiB or GiB.
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -1,6 +1,8 @@
 //! Apps run for real on a four-node devnet with the Docker driver: a
 //! 3-instance, 2-component app is deployed and every instance answers on
 //! its node's own address; `flux app status` shows where each runs; the
+//! owner reads every instance's logs (past and followed) and stats, another
+//! key is refused, and a signed request is not accepted twice; the
 //! components reach each other by name; a
 //! container killed by hand is restarted; a devnet stopped and started
 //! again adopts its containers (same container ids); removing the app
@@ -18,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Process, Setup, repo_root, wait_for};
+use flux_types::SecretKey;
+use flux_types::request_auth::{RequestAuth, RequestTarget, random_nonce};
+
+use super::{Flux, Process, Setup, repo_root, wait_for};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -52,7 +57,7 @@ fn docker_lines(args: &[&str]) -> BTreeSet<String> {
 }
 
 /// `GET path` on `addr`; the body when the answer is 200.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+pub(super) fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
@@ -90,6 +95,148 @@ fn answering(port: u16) -> Vec<(Ipv4Addr, String)> {
         .map(node_ip)
         .filter_map(|ip| http_get(SocketAddr::from((ip, port)), "/whoami").map(|body| (ip, body)))
         .collect()
+}
+
+/// dev0 (the owner) reads the logs of all six component instances (past
+/// and followed) and their stats; dev1 is refused, with both addresses in
+/// the message.
+fn owner_reads_logs_and_stats(flux: &Flux, app: &str, owner: &str) {
+    let logs = flux.ok(&["app", "logs", app]);
+    for instance in 0..3 {
+        for component in ["web", "api"] {
+            let line = format!("#{instance}/{component} | serving {app}/{component}#{instance} on");
+            assert!(logs.contains(&line), "no `{line}` in:\n{logs}");
+        }
+    }
+    let lines = flux.json(&["app", "logs", app, "--component", "api", "--tail", "5"]);
+    let lines = lines.as_array().expect("log lines");
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l["component"] == "api"), "{lines:?}");
+
+    // --follow streams from the three nodes at once and stays open.
+    let mut follow = flux
+        .command(&["app", "logs", app, "--follow", "--component", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn flux app logs --follow");
+    let stdout = follow.stdout.take().expect("piped stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 3 && Instant::now() < deadline {
+        if let Ok(line) = receiver.recv_timeout(Duration::from_millis(200)) {
+            for instance in 0..3 {
+                if line.contains(&format!("serving {app}/web#{instance} on")) {
+                    seen.insert(instance);
+                }
+            }
+        }
+    }
+    let still_following = follow.try_wait().expect("poll the follower").is_none();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(seen.len(), 3, "followed lines from instances {seen:?} only");
+    assert!(still_following, "`flux app logs --follow` ended by itself");
+
+    let stats = flux.json(&["app", "stats", app]);
+    let instances = stats["instances"].as_array().expect("stats instances");
+    assert_eq!(instances.len(), 6, "{stats:#}");
+    for instance in instances {
+        let reading = &instance["stats"];
+        assert!(reading["memory_bytes"].as_u64() > Some(0), "{stats:#}");
+        assert_eq!(
+            reading["memory_limit_bytes"].as_u64(),
+            Some(100 * 1024 * 1024),
+            "{stats:#}"
+        );
+        assert!(reading["cpu_percent"].as_f64().is_some(), "{stats:#}");
+    }
+    let table = flux.ok(&["app", "stats", app]);
+    assert!(table.contains("MEMORY (USED / LIMIT)"), "{table}");
+
+    let dev1 = flux.json(&["keys", "show", "dev1"])["address"]
+        .as_str()
+        .expect("dev1's address")
+        .to_string();
+    let refused = flux.fails(&["app", "logs", app, "--from", "dev1"]);
+    assert!(
+        refused.contains(&format!(
+            "the node refused: only the owner of {app} ({owner}) may read its logs; you signed with {dev1}"
+        )),
+        "{refused}"
+    );
+    let refused = flux.fails(&["app", "stats", app, "--from", "dev1"]);
+    assert!(refused.contains("may read its stats"), "{refused}");
+}
+
+/// A request signed by the owner, sent twice as it is to a hosting node:
+/// answered the first time, refused the second.
+fn signed_requests_are_not_replayed(status: &Value) {
+    let endpoint: SocketAddr = status["placements"][0]["node_endpoint"]
+        .as_str()
+        .expect("a hosting node's endpoint")
+        .parse()
+        .expect("endpoint is HOST:PORT");
+    let chain_id = http_get(endpoint, "/api/v1/status")
+        .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+        .and_then(|v| v["chain_id"].as_str().map(str::to_string))
+        .expect("the node's chain id");
+    let app = status["spec"]["name"]
+        .as_str()
+        .or(status["name"].as_str())
+        .expect("app name")
+        .to_string();
+    let path = format!("/api/v1/apps/{app}/stats");
+    let target = RequestTarget {
+        chain_id: &chain_id,
+        method: "GET",
+        path_and_query: &path,
+        body: b"",
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let auth = RequestAuth::sign(
+        &SecretKey::development("dev0"),
+        &target,
+        now_ms,
+        random_nonce(),
+    );
+    let send = || {
+        let mut stream =
+            TcpStream::connect_timeout(&endpoint, Duration::from_secs(2)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n");
+        for (name, value) in auth.headers() {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        response
+    };
+    let first = send();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let second = send();
+    assert!(second.starts_with("HTTP/1.1 401"), "{second}");
+    assert!(second.contains("nonce_replayed"), "{second}");
 }
 
 fn spec(app: &str, owner: &str, greeting: &str) -> Value {
@@ -149,19 +296,9 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
     let setup = Setup::new(node_ip(0));
     let mut devnet = setup.devnet_up();
     let flux = setup.flux.clone();
-    wait_for(
-        "the four nodes to register",
-        APP_TIMEOUT,
-        || devnet.logs(),
-        || {
-            let run = flux.run(&["--json", "node", "list"]);
-            run.success
-                && serde_json::from_str::<Value>(&run.stdout)
-                    .ok()
-                    .and_then(|v| v.as_array().map(Vec::len))
-                    == Some(usize::from(NODES))
-        },
-    );
+    // The nodes register themselves and confirm themselves by benchmark;
+    // only confirmed nodes get instances.
+    super::wait_confirmed(&flux, usize::from(NODES), || devnet.logs());
 
     let app = format!("apps{}", std::process::id());
     let owner = flux.json(&["keys", "show", "dev0"])["address"]
@@ -208,6 +345,10 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
     assert_eq!(hosts.len(), 3, "{status:#}");
     let text = flux.ok(&["app", "status", &app]);
     assert!(text.contains(&format!(":{WEB_PORT}->8080")), "{text}");
+
+    // Logs and stats are the owner's alone.
+    owner_reads_logs_and_stats(&flux, &app, &owner);
+    signed_requests_are_not_replayed(&status);
 
     // Components reach each other by name on the app's network.
     let web_containers = docker_lines(&[
