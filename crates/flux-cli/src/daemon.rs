@@ -46,6 +46,23 @@ The configuration is a TOML file; relative paths are relative to the file's dire
     txs_max = 50000                   # optional; a full mempool refuses new transactions
     bytes_max = 67108864
 
+    [gateway]                         # optional; without it the node routes no app traffic
+    listen = \"127.0.0.1:16180\"        # optional; default: port 16180 on the host of [api] listen
+    connections_max = 10000           # optional limits; these are the defaults: client
+    connections_per_ip_max = 256      # connections (HTTP and TCP), and from one IP
+    request_header_size_bytes_max = 16384   # a larger request head gets 431
+    header_read_timeout_ms = 10000    # to send a whole request head (slow clients)
+    idle_timeout_ms = 60000           # a connection moving no byte is closed
+    request_timeout_ms = 60000        # until the instance's response head, else 504
+    tcp_forwarding = true             # published ports of apps placed elsewhere reach
+                                      # them through this node's address
+    workers = 0                       # HTTP threads; 0: one per CPU core
+
+The gateway sends a request with Host: APP.DOMAIN (DOMAIN is the genesis
+param network_domain, flux.localhost on a devnet), APP_PORT.DOMAIN or one of
+an app's custom domains to a healthy instance of that app, on this node or
+any other, as the finalized placements say.
+
     [p2p]                             # optional; without it the node validates alone
     listen = \"127.0.0.1:16125\"        # address of the peer-to-peer service
     bootstrap = [                     # optional; peers dialled besides the validators
@@ -83,6 +100,71 @@ pub(crate) struct NodeFileConfig {
     pub(crate) mempool: MempoolSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) p2p: Option<P2pSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<GatewaySection>,
+}
+
+/// `[gateway]`: where the node's gateway listens and its limits; an absent
+/// key takes the default of [`flux_node::GatewayConfig`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GatewaySection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) listen: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) connections_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) connections_per_ip_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request_header_size_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) header_read_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) idle_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_forwarding: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) workers: Option<usize>,
+}
+
+impl GatewaySection {
+    /// Where the gateway listens: `listen`, or the default port on the
+    /// host of the API.
+    pub(crate) fn listen_addr(&self, api_listen: SocketAddr) -> SocketAddr {
+        self.listen.unwrap_or(SocketAddr::new(
+            api_listen.ip(),
+            flux_node::GATEWAY_HTTP_PORT_DEFAULT,
+        ))
+    }
+
+    /// The gateway's configuration, checked.
+    pub(crate) fn config(&self, api_listen: SocketAddr) -> Result<flux_node::GatewayConfig> {
+        let defaults = flux_node::GatewayConfig::default();
+        let config = flux_node::GatewayConfig {
+            http_listen: self.listen_addr(api_listen),
+            connections_max: self.connections_max.unwrap_or(defaults.connections_max),
+            connections_per_ip_max: self
+                .connections_per_ip_max
+                .unwrap_or(defaults.connections_per_ip_max),
+            request_header_size_bytes_max: self
+                .request_header_size_bytes_max
+                .unwrap_or(defaults.request_header_size_bytes_max),
+            header_read_timeout_ms: self
+                .header_read_timeout_ms
+                .unwrap_or(defaults.header_read_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.unwrap_or(defaults.idle_timeout_ms),
+            request_timeout_ms: self
+                .request_timeout_ms
+                .unwrap_or(defaults.request_timeout_ms),
+            tcp_forwarding: self.tcp_forwarding.unwrap_or(defaults.tcp_forwarding),
+            workers: self.workers.unwrap_or(defaults.workers),
+            ..defaults
+        };
+        config.validate().map_err(|e| anyhow!("[gateway] {e}"))?;
+        Ok(config)
+    }
 }
 
 /// `[p2p]`.
@@ -244,12 +326,19 @@ pub(crate) fn run(config_path: &Path) -> Result<()> {
         .thread_name("flux-node")
         .build()
         .context("cannot start the async runtime")?;
+    let gateway = config
+        .gateway
+        .as_ref()
+        .map(|gateway| gateway.config(config.api.listen))
+        .transpose()
+        .with_context(|| config_path.display().to_string())?;
     let network = config.p2p.as_ref().map(network_config);
     let options = flux_node::NodeOptions {
         chain: node_config,
         network,
         api,
         agent: Some(agent),
+        gateway,
     };
     runtime.block_on(serve(options))
 }
@@ -334,6 +423,32 @@ fn init_logging(filter: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_section_defaults_to_port_16180_on_the_api_host() {
+        let text = "data_dir = \"data\"\ngenesis = \"g.json\"\nnode_key = \"k.json\"\n\n[api]\nlisten = \"127.0.42.3:16127\"\n";
+        let config: NodeFileConfig = toml::from_str(text).unwrap();
+        assert!(config.gateway.is_none());
+        let config: NodeFileConfig =
+            toml::from_str(&format!("{text}\n[gateway]\nidle_timeout_ms = 5000\n")).unwrap();
+        let section = config.gateway.as_ref().unwrap();
+        let gateway = section.config(config.api.listen).unwrap();
+        assert_eq!(gateway.http_listen.to_string(), "127.0.42.3:16180");
+        assert_eq!(gateway.idle_timeout_ms, 5_000);
+        assert_eq!(
+            gateway.connections_max,
+            flux_node::GatewayConfig::default().connections_max
+        );
+        let again: NodeFileConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again.gateway.unwrap().idle_timeout_ms, Some(5_000));
+        let zero: NodeFileConfig =
+            toml::from_str(&format!("{text}\n[gateway]\nconnections_max = 0\n")).unwrap();
+        let error = zero.gateway.unwrap().config(config.api.listen).unwrap_err();
+        assert!(error.to_string().contains("connections_max"), "{error}");
+        assert!(
+            toml::from_str::<NodeFileConfig>(&format!("{text}\n[gateway]\nport = 1\n")).is_err()
+        );
+    }
 
     #[test]
     fn config_round_trips_and_refuses_typos() {

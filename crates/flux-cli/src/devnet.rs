@@ -44,6 +44,8 @@ use crate::{Context, DEFAULT_NODE_URL};
 const CHAIN_ID: &str = "flux-devnet";
 /// Default API port of every node.
 const API_PORT_DEFAULT: u16 = 16127;
+/// Gateway port of every node.
+const GATEWAY_PORT: u16 = flux_node::GATEWAY_HTTP_PORT_DEFAULT;
 /// Peer-to-peer port of every node.
 const P2P_PORT: u16 = flux_chain::consensus::P2P_PORT_DEFAULT;
 /// Nodes of a new devnet unless `--nodes` says otherwise.
@@ -159,6 +161,9 @@ struct NodeSummary {
     dashboard: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     p2p: Option<SocketAddr>,
+    /// The gateway's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<String>,
     config: PathBuf,
     log: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +180,7 @@ struct KeySummary {
 struct Summary {
     dir: PathBuf,
     chain_id: String,
+    network_domain: String,
     resumed: bool,
     nodes: Vec<NodeSummary>,
     dev_keys: Vec<KeySummary>,
@@ -373,6 +379,12 @@ impl Devnet {
                     bootstrap: Vec::new(),
                     worker_threads: None,
                 }),
+                // One HTTP thread: a devnet runs several nodes on one machine.
+                gateway: Some(crate::daemon::GatewaySection {
+                    listen: Some(SocketAddr::from((host, GATEWAY_PORT))),
+                    workers: Some(1),
+                    ..crate::daemon::GatewaySection::default()
+                }),
             };
             let config_path = node_dir.join("config.toml");
             let text = format!(
@@ -428,6 +440,7 @@ impl Devnet {
         Summary {
             dir: self.dir.clone(),
             chain_id: self.genesis.chain_id.clone(),
+            network_domain: self.genesis.params.network_domain.clone(),
             resumed,
             nodes: self
                 .nodes
@@ -438,6 +451,9 @@ impl Devnet {
                     api: format!("{}/api/v1", node.api_url()),
                     dashboard: format!("{}/", node.api_url()),
                     p2p: node.config.p2p.as_ref().map(|p2p| p2p.listen),
+                    gateway: node.config.gateway.as_ref().map(|gateway| {
+                        format!("http://{}/", gateway.listen_addr(node.config.api.listen))
+                    }),
                     config: node.config_path.clone(),
                     log: node.log_path(),
                     pid: pids.get(i).copied(),
@@ -923,6 +939,12 @@ fn show_up(ctx: &Context, text: &mut crate::output::Text, summary: &Summary) {
         if let Some(p2p) = node.p2p {
             fields.push(("  peer-to-peer", p2p.to_string()));
         }
+        if let Some(gateway) = &node.gateway {
+            fields.push((
+                "  gateway",
+                format!("{gateway} (Host: APP.{})", summary.network_domain),
+            ));
+        }
         fields.push(("  log", node.log.display().to_string()));
         text.line(format!("{}:", node.name)).fields(&fields);
     }
@@ -953,6 +975,12 @@ fn show_up(ctx: &Context, text: &mut crate::output::Text, summary: &Summary) {
         "app list",
     ] {
         text.line(format!("  {flux} {example}"));
+    }
+    if let Some(gateway) = summary.nodes.first().and_then(|n| n.gateway.as_ref()) {
+        text.line(format!(
+            "  curl -H 'Host: hello.{}' {gateway}",
+            summary.network_domain
+        ));
     }
     text.blank();
     text.line(format!(

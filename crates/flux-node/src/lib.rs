@@ -1,7 +1,8 @@
-//! Run a Flux node: chain, API, agent (and later gateway) together.
+//! Run a Flux node: chain, API, agent and gateway together.
 //!
 //! [`run`] starts the chain (the BFT engine when a network is configured,
-//! the single-validator loop otherwise), the agent that keeps this node's
+//! the single-validator loop otherwise), the gateway that routes requests
+//! for apps to their instances, the agent that keeps this node's
 //! placed instances running, and the HTTP API, and stops them in reverse
 //! order when the caller's shutdown future completes or the consensus
 //! engine fails.
@@ -10,11 +11,14 @@
 //!   specs the agent runs (pure).
 //! - `agent`: the driver, the reconciler, and the loop that feeds it after
 //!   every finalized block.
+//! - `gateway`: the gateway's routes from finalized state (pure), and the
+//!   loop that swaps them in after every finalized block.
 //! - `routes`: the API routes about this node's own instances: their
 //!   status (public), logs and stats (signed by the app's owner).
 
 pub mod agent;
 mod error;
+pub mod gateway;
 pub mod placements;
 pub mod routes;
 
@@ -23,6 +27,8 @@ use std::time::Duration;
 
 pub use agent::{Agent, AgentOptions};
 pub use error::NodeError;
+pub use flux_gateway::{DEFAULT_HTTP_PORT as GATEWAY_HTTP_PORT_DEFAULT, GatewayConfig};
+pub use gateway::NodeGateway;
 
 /// How often the node checks that its consensus engine still runs.
 const ENGINE_CHECK_MS: u64 = 500;
@@ -38,10 +44,12 @@ pub struct NodeOptions {
     pub api: flux_api::ApiConfig,
     /// The agent; `None` runs no apps.
     pub agent: Option<AgentOptions>,
+    /// The gateway; `None` routes no app traffic.
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// Runs a node until `shutdown` completes (or the consensus engine fails),
-/// then stops the API, the agent and the chain, in that order. Running
+/// then stops the API, the gateway, the agent and the chain, in that order. Running
 /// instances are left running for the next start to adopt.
 pub async fn run(
     options: NodeOptions,
@@ -62,10 +70,25 @@ pub async fn run(
             node
         }
     };
+    // The gateway starts first: it takes its routes from the state in
+    // force, so that ports of instances placed here are left free for them.
+    let gateway = match options.gateway {
+        Some(config) => match NodeGateway::start(node.clone(), node_id, config).await {
+            Ok(gateway) => Some(gateway),
+            Err(error) => {
+                node.shutdown().await;
+                return Err(error);
+            }
+        },
+        None => None,
+    };
     let agent = match options.agent {
         Some(agent_options) => match Agent::start(node.clone(), node_id, agent_options).await {
             Ok(agent) => Some(agent),
             Err(error) => {
+                if let Some(gateway) = gateway {
+                    gateway.shutdown().await;
+                }
                 node.shutdown().await;
                 return Err(error);
             }
@@ -95,6 +118,9 @@ pub async fn run(
         .map(|agent| routes::router(agent, node.clone()))
         .unwrap_or_default();
     let served = flux_api::serve_with(node.clone(), options.api, extra, stop).await;
+    if let Some(gateway) = gateway {
+        gateway.shutdown().await;
+    }
     if let Some(agent) = &agent {
         agent.shutdown();
     }
