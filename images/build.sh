@@ -47,6 +47,7 @@ for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$context/rootfs/bin/$applet"
 done
 cp "$here/hello/hello.sh" "$context/rootfs/hello.sh"
+cp "$here/hello/ws.sh" "$context/rootfs/ws.sh"
 cp "$here/hello/Dockerfile" "$context/Dockerfile"
 
 if ! docker build --quiet --tag "$tag" "$context" >"$context/build.log" 2>&1; then
