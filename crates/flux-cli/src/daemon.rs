@@ -63,12 +63,24 @@ param network_domain, flux.localhost on a devnet), APP_PORT.DOMAIN or one of
 an app's custom domains to a healthy instance of that app, on this node or
 any other, as the finalized placements say.
 
+    [benchmark]                       # optional; the node benchmarks itself
+    period_s = 86400                  # how often it measures again; never sooner than
+                                      # the ledger allows (benchmark_interval_blocks_min)
+    measure = \"full\"                  # full: 5 s of CPU test, 256 MiB written; quick:
+                                      # 0.2 s and 8 MiB (a devnet's small thresholds)
+    enabled = true                    # false: only `flux node benchmark --submit`
+
     [p2p]                             # optional; without it the node validates alone
     listen = \"127.0.0.1:16125\"        # address of the peer-to-peer service
     bootstrap = [                     # optional; peers dialled besides the validators
       { key = \"<hex node key>\", address = \"10.0.0.5:16125\" },
     ]
     worker_threads = 2                # optional; threads of the consensus runtime
+
+Once its key is a registered node, the node measures itself (CPU score, disk
+write speed, memory, cores, disk of data_dir), logs each figure against its
+tier's threshold and sends the report signed by its key (no fee); the ledger
+confirms it when every figure passes, and only confirmed nodes get apps.
 
 With [p2p] the node joins the network of its genesis: it dials the genesis
 validators, the committee of each epoch and the bootstrap peers, and accepts
@@ -102,6 +114,52 @@ pub(crate) struct NodeFileConfig {
     pub(crate) p2p: Option<P2pSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) gateway: Option<GatewaySection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) benchmark: Option<BenchmarkSection>,
+}
+
+/// `[benchmark]`: how the node benchmarks itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BenchmarkSection {
+    /// `false`: the node never benchmarks by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) enabled: Option<bool>,
+    /// Seconds between benchmarks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) period_s: Option<u64>,
+    /// How much to measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) measure: Option<Measure>,
+}
+
+/// How much a benchmark measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Measure {
+    /// [`flux_benchmark::Options::new`]: 5 s of CPU test, 256 MiB written.
+    Full,
+    /// [`flux_benchmark::Options::quick`]: 0.2 s of CPU test, 8 MiB written.
+    Quick,
+}
+
+impl BenchmarkSection {
+    /// The node's benchmark options for `data_dir`; `None` when disabled.
+    pub(crate) fn options(&self, data_dir: &Path) -> Result<Option<flux_node::BenchmarkOptions>> {
+        if self.enabled == Some(false) {
+            return Ok(None);
+        }
+        let period = match self.period_s {
+            Some(0) => bail!("[benchmark] period_s must be at least 1"),
+            Some(seconds) => std::time::Duration::from_secs(seconds),
+            None => flux_node::benchmark::PERIOD_DEFAULT,
+        };
+        let measure = match self.measure.unwrap_or(Measure::Full) {
+            Measure::Full => flux_benchmark::Options::new(data_dir),
+            Measure::Quick => flux_benchmark::Options::quick(data_dir),
+        };
+        Ok(Some(flux_node::BenchmarkOptions { period, measure }))
+    }
 }
 
 /// `[gateway]`: where the node's gateway listens and its limits; an absent
@@ -326,6 +384,12 @@ pub(crate) fn run(config_path: &Path) -> Result<()> {
         .thread_name("flux-node")
         .build()
         .context("cannot start the async runtime")?;
+    let benchmark = config
+        .benchmark
+        .clone()
+        .unwrap_or_default()
+        .options(&node_config.data_dir)
+        .with_context(|| config_path.display().to_string())?;
     let gateway = config
         .gateway
         .as_ref()
@@ -339,6 +403,7 @@ pub(crate) fn run(config_path: &Path) -> Result<()> {
         api,
         agent: Some(agent),
         gateway,
+        benchmark,
     };
     runtime.block_on(serve(options))
 }
@@ -467,6 +532,41 @@ listen = "127.0.0.1:16127"
         let typo = text.replace("data_dir", "datadir");
         assert!(toml::from_str::<NodeFileConfig>(&typo).is_err());
         assert!(config.p2p.is_none());
+        let options = config.benchmark.clone().unwrap_or_default();
+        let options = options.options(Path::new("/d")).unwrap().unwrap();
+        assert_eq!(options.period, flux_node::benchmark::PERIOD_DEFAULT);
+        assert_eq!(options.measure, flux_benchmark::Options::new("/d"));
+        let quick: NodeFileConfig = toml::from_str(&format!(
+            "{text}\n[benchmark]\nperiod_s = 60\nmeasure = \"quick\"\n"
+        ))
+        .unwrap();
+        let section = quick.benchmark.as_ref().unwrap();
+        let options = section.options(Path::new("/d")).unwrap().unwrap();
+        assert_eq!(options.period, std::time::Duration::from_secs(60));
+        assert_eq!(options.measure, flux_benchmark::Options::quick("/d"));
+        let again: NodeFileConfig = toml::from_str(&toml::to_string(&quick).unwrap()).unwrap();
+        assert_eq!(again.benchmark.unwrap().measure, Some(Measure::Quick));
+        for bad in ["measure = \"slow\"", "every = 1"] {
+            let config = format!("{text}\n[benchmark]\n{bad}\n");
+            assert!(toml::from_str::<NodeFileConfig>(&config).is_err(), "{bad}");
+        }
+        let zero: NodeFileConfig =
+            toml::from_str(&format!("{text}\n[benchmark]\nperiod_s = 0\n")).unwrap();
+        let error = zero
+            .benchmark
+            .unwrap()
+            .options(Path::new("/d"))
+            .unwrap_err();
+        assert!(error.to_string().contains("period_s"), "{error}");
+        let off: NodeFileConfig =
+            toml::from_str(&format!("{text}\n[benchmark]\nenabled = false\n")).unwrap();
+        assert!(
+            off.benchmark
+                .unwrap()
+                .options(Path::new("/d"))
+                .unwrap()
+                .is_none()
+        );
         let key = flux_types::SecretKey::development("peer").public_key();
         let with_p2p = format!(
             "{text}\n[p2p]\nlisten = \"127.0.0.1:16125\"\nbootstrap = [{{ key = \"{key}\", address = \"127.0.0.2:16125\" }}]\n"

@@ -36,7 +36,9 @@ use flux_types::{Amount, Genesis, GenesisAccount, GenesisValidator, Params, Secr
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::daemon::{ApiSection, MempoolSection, NodeFileConfig, P2pSection, read_genesis};
+use crate::daemon::{
+    ApiSection, BenchmarkSection, Measure, MempoolSection, NodeFileConfig, P2pSection, read_genesis,
+};
 use crate::keystore::{Ensured, KeyFile, create_private_dir, write_key_file};
 use crate::{Context, DEFAULT_NODE_URL};
 
@@ -385,6 +387,12 @@ impl Devnet {
                     workers: Some(1),
                     ..crate::daemon::GatewaySection::default()
                 }),
+                // A devnet's thresholds are small: a quick measurement
+                // confirms its nodes within a block or two of registering.
+                benchmark: Some(BenchmarkSection {
+                    measure: Some(Measure::Quick),
+                    ..BenchmarkSection::default()
+                }),
             };
             let config_path = node_dir.join("config.toml");
             let text = format!(
@@ -713,7 +721,9 @@ fn up(ctx: &Context, args: &UpArgs) -> Result<()> {
         children.stop(&signals, &ctx.out);
         return Ok(());
     }
-    if let Err(error) = register_nodes(ctx, &devnet, &signals) {
+    if let Err(error) =
+        register_nodes(ctx, &devnet, &signals).and_then(|()| wait_confirmed(ctx, &devnet, &signals))
+    {
         children.stop(&signals, &ctx.out);
         return Err(error);
     }
@@ -896,6 +906,53 @@ fn register_nodes(ctx: &Context, devnet: &Devnet, signals: &Signals) -> Result<(
                 std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
             }
         }
+    }
+    Ok(())
+}
+
+/// How long `devnet up` waits for its nodes to confirm themselves.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until every node of the devnet is confirmed: each benchmarks
+/// itself once registered, and only confirmed nodes get apps. A node whose
+/// configuration turns its benchmarks off is not waited for.
+fn wait_confirmed(ctx: &Context, devnet: &Devnet, signals: &Signals) -> Result<()> {
+    let client = Client::with_timeout(&devnet.nodes[0].api_url(), Duration::from_millis(5_000))?;
+    let mut ids = Vec::with_capacity(devnet.nodes.len());
+    for node in &devnet.nodes {
+        if node.config.benchmark.as_ref().and_then(|b| b.enabled) == Some(false) {
+            continue;
+        }
+        let key_path = NodeFileConfig::resolve(&node.config_path, &node.config.node_key);
+        ids.push((
+            node.name.clone(),
+            crate::keystore::read_key_file(&key_path)?.address,
+        ));
+    }
+    let mut spinner = None;
+    let deadline = Instant::now() + CONFIRM_TIMEOUT;
+    while let Some((name, id)) = ids.first().cloned() {
+        if signals.received() > 0 {
+            return Ok(());
+        }
+        let node = client
+            .get_value(&format!("/nodes/{id}"))
+            .map_err(|e| anyhow!("cannot read node {id}: {e}"))?;
+        if node["status"] == "confirmed" {
+            ids.remove(0);
+            continue;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{name} is not confirmed {} s after registering: {}; see its log",
+                CONFIRM_TIMEOUT.as_secs(),
+                node["pending_reason"]
+            );
+        }
+        spinner
+            .get_or_insert_with(|| ctx.out.spinner("waiting for the nodes' benchmarks"))
+            .set_message(format!("waiting for the benchmark of {name}"));
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
     }
     Ok(())
 }

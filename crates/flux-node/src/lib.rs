@@ -3,20 +3,23 @@
 //! [`run`] starts the chain (the BFT engine when a network is configured,
 //! the single-validator loop otherwise), the gateway that routes requests
 //! for apps to their instances, the agent that keeps this node's
-//! placed instances running, and the HTTP API, and stops them in reverse
-//! order when the caller's shutdown future completes or the consensus
-//! engine fails.
+//! placed instances running, the loop that benchmarks the node, and the
+//! HTTP API, and stops them in reverse order when the caller's shutdown
+//! future completes or the consensus engine fails.
 //!
 //! - `placements`: the instances the ledger placed on this node, as the
 //!   specs the agent runs (pure).
 //! - `agent`: the driver, the reconciler, and the loop that feeds it after
 //!   every finalized block.
+//! - `benchmark`: the loop that benchmarks this node once it is registered
+//!   and every period after, and submits the report signed by its key.
 //! - `gateway`: the gateway's routes from finalized state (pure), and the
 //!   loop that swaps them in after every finalized block.
 //! - `routes`: the API routes about this node's own instances: their
 //!   status (public), logs and stats (signed by the app's owner).
 
 pub mod agent;
+pub mod benchmark;
 mod error;
 pub mod gateway;
 pub mod placements;
@@ -26,6 +29,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use agent::{Agent, AgentOptions};
+pub use benchmark::BenchmarkOptions;
 pub use error::NodeError;
 pub use flux_gateway::{DEFAULT_HTTP_PORT as GATEWAY_HTTP_PORT_DEFAULT, GatewayConfig};
 pub use gateway::NodeGateway;
@@ -46,6 +50,8 @@ pub struct NodeOptions {
     pub agent: Option<AgentOptions>,
     /// The gateway; `None` routes no app traffic.
     pub gateway: Option<GatewayConfig>,
+    /// The node's own benchmarks; `None` never benchmarks automatically.
+    pub benchmark: Option<BenchmarkOptions>,
 }
 
 /// Runs a node until `shutdown` completes (or the consensus engine fails),
@@ -56,6 +62,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let node_id = options.chain.node_key.address();
+    let node_key = options.chain.node_key.clone();
     let listen = options.api.listen;
     let node = match options.network {
         Some(network) => {
@@ -95,6 +102,9 @@ pub async fn run(
         },
         None => None,
     };
+    let benchmark = options
+        .benchmark
+        .map(|benchmark| tokio::spawn(benchmark::run(node.clone(), node_key, benchmark)));
     let watched = node.clone();
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let stop = async move {
@@ -120,6 +130,9 @@ pub async fn run(
     let served = flux_api::serve_with(node.clone(), options.api, extra, stop).await;
     if let Some(gateway) = gateway {
         gateway.shutdown().await;
+    }
+    if let Some(benchmark) = &benchmark {
+        benchmark.abort();
     }
     if let Some(agent) = &agent {
         agent.shutdown();
