@@ -22,6 +22,8 @@ use serde_json::Value;
 mod apps;
 #[path = "cli/containers.rs"]
 mod containers;
+#[path = "cli/gateway.rs"]
+mod gateway;
 
 const FLUX: &str = env!("CARGO_BIN_EXE_flux");
 /// How long a node gets to answer after it was started.
