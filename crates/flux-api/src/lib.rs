@@ -14,6 +14,8 @@
 //! - time: a request not answered within [`ApiConfig::request_timeout_ms`]
 //!   (reading its body included) is answered 408 `request_timeout`.
 //! - lists: at most 1000 items per page; `after` and `limit` page through.
+//! - transaction batches: at most 500 transactions; more is answered 400
+//!   `too_many_txs`.
 //!
 //! The API never holds keys: writes are transactions signed by the client.
 
@@ -163,6 +165,7 @@ fn build_router(node: Node, config: &ApiConfig, metrics: Arc<Metrics>) -> Router
         .route("/api/v1/params", get(routes::params))
         .route("/api/v1/blocks/{height}", get(routes::block))
         .route("/api/v1/transactions", post(routes::submit))
+        .route("/api/v1/transactions/batch", post(routes::submit_batch))
         .route("/api/v1/transactions/{hash}", get(routes::transaction))
         .route("/api/v1/accounts/{address}", get(routes::account))
         .route("/api/v1/nodes", get(routes::nodes))

@@ -74,6 +74,50 @@ pub(crate) struct SubmitResponse {
     pub(crate) hash: Hash,
 }
 
+/// Most transactions in one `POST /api/v1/transactions/batch`. With transfers
+/// (about 320 hexadecimal characters each) the largest batch stays well
+/// inside the default body limit.
+pub(crate) const BATCH_TXS_MAX: usize = 500;
+
+/// Transactions to submit together.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct SubmitBatchRequest {
+    /// At most 500 borsh encodings of `SignedTransaction`, each in hexadecimal.
+    pub(crate) txs: Vec<String>,
+}
+
+/// What became of each transaction of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SubmitBatchResponse {
+    /// How many entered the mempool.
+    pub(crate) accepted: usize,
+    /// One result per transaction, in the order of the request.
+    pub(crate) results: Vec<BatchItem>,
+}
+
+/// The fate of one transaction of a batch, tagged by `status`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum BatchItem {
+    /// In the mempool; not yet final.
+    Accepted {
+        /// The transaction's id.
+        #[schema(value_type = String)]
+        hash: Hash,
+    },
+    /// Not accepted, for the reason `POST /api/v1/transactions` would give.
+    Refused {
+        /// The transaction's id.
+        #[schema(value_type = String)]
+        hash: Hash,
+        /// Stable code of the reason (`duplicate_tx`, `nonce_used`, `mempool_full`, ...).
+        #[schema(value_type = String)]
+        code: &'static str,
+        /// What was wrong and what to do about it.
+        detail: String,
+    },
+}
+
 /// Where a transaction is, with its id.
 #[derive(Debug, Serialize)]
 pub(crate) struct TxStatusResponse {
@@ -341,6 +385,88 @@ pub(crate) async fn submit(
             Err(Problem::from(error))
         }
     }
+}
+
+/// Submit many signed transactions at once: each is checked as `POST
+/// /api/v1/transactions` checks one, with the signatures verified in one
+/// batch, which costs a node far less per transaction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/transactions/batch",
+    tag = "transactions",
+    request_body = SubmitBatchRequest,
+    responses(
+        (status = 200, description = "Each transaction's fate, in order; the accepted ones are in the mempool, not yet final", body = SubmitBatchResponse),
+        (status = 400, description = "`malformed_tx`: an entry is not hex or not a valid encoding (the detail names its index; nothing is submitted); `too_many_txs`: more than 500; `bad_request`: not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn submit_batch(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<SubmitBatchRequest>,
+) -> ApiResult<Json<SubmitBatchResponse>> {
+    if request.txs.len() > BATCH_TXS_MAX {
+        return Err(Problem::bad_request(
+            "too_many_txs",
+            format!(
+                "the batch holds {} transactions, more than the limit of {BATCH_TXS_MAX}; split it",
+                request.txs.len()
+            ),
+        ));
+    }
+    let txs = request
+        .txs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let bytes = hex::decode(text.trim()).map_err(|e| {
+                Problem::bad_request(
+                    "malformed_tx",
+                    format!("txs[{index}] is not hexadecimal: {e}; nothing was submitted"),
+                )
+            })?;
+            decode_bounded::<SignedTransaction>(&bytes).map_err(|e| {
+                Problem::bad_request(
+                    "malformed_tx",
+                    format!("txs[{index}]: {e}; nothing was submitted"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
+    // Verifying hundreds of signatures takes milliseconds: off the async workers.
+    let node = state.node.clone();
+    let results = tokio::task::spawn_blocking(move || node.submit_batch(txs))
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("checking the batch failed inside the node: {e}"),
+            )
+        })?;
+    let results: Vec<BatchItem> = hashes
+        .into_iter()
+        .zip(results)
+        .map(|(hash, result)| match result {
+            Ok(_) => BatchItem::Accepted { hash },
+            Err(error) => BatchItem::Refused {
+                hash,
+                code: error.code(),
+                detail: error.to_string(),
+            },
+        })
+        .collect();
+    let accepted = results
+        .iter()
+        .filter(|item| matches!(item, BatchItem::Accepted { .. }))
+        .count();
+    tracing::debug!(
+        accepted,
+        refused = results.len() - accepted,
+        "transaction batch"
+    );
+    Ok(Json(SubmitBatchResponse { accepted, results }))
 }
 
 /// Where a transaction is.

@@ -24,6 +24,7 @@ use crate::routes;
         routes::status,
         routes::block,
         routes::submit,
+        routes::submit_batch,
         routes::transaction,
         routes::account,
         routes::nodes,

@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const FUNDS: Amount = Amount::flux(1_000_000);
 
 /// Every route of the API with its method, as the OpenAPI document must list them.
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 20] = [
     ("get", "/"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
@@ -36,6 +36,7 @@ const ROUTES: [(&str, &str); 19] = [
     ("get", "/api/v1/params"),
     ("get", "/api/v1/blocks/{height}"),
     ("post", "/api/v1/transactions"),
+    ("post", "/api/v1/transactions/batch"),
     ("get", "/api/v1/transactions/{hash}"),
     ("get", "/api/v1/accounts/{address}"),
     ("get", "/api/v1/nodes"),
@@ -615,6 +616,91 @@ async fn bad_transactions_are_refused_with_stable_codes() {
         .await
         .problem(404, "app_not_found");
     assert_eq!(h.balance(&key.address()).await, FUNDS);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_checked_transaction_by_transaction() {
+    let h = Harness::start().await;
+    let doc = h.openapi().await;
+    let sender = dev0();
+    let start = h
+        .get(&format!("/api/v1/accounts/{}", sender.address()))
+        .await
+        .ok(200)["next_nonce"]
+        .as_u64()
+        .expect("next_nonce");
+    let to = |label: &str| TxBody::Transfer {
+        to: SecretKey::development(label).address(),
+        amount: Amount::flux(1),
+    };
+    let first = sign(&h.params, &sender, start, to("batch-a"));
+    let second = sign(&h.params, &sender, start + 1, to("batch-b"));
+    let mut forged = sign(&h.params, &sender, start + 2, to("batch-c"));
+    forged.tx.body = to("mallory");
+    let batch = |txs: &[&SignedTransaction]| {
+        let txs: Vec<String> = txs.iter().map(|tx| hex::encode(tx.to_bytes())).collect();
+        json!({ "txs": txs })
+    };
+    let body = h
+        .post(
+            "/api/v1/transactions/batch",
+            &batch(&[&first, &second, &forged, &first]),
+        )
+        .await
+        .ok(200);
+    assert_documented(&doc, "SubmitBatchResponse", &body);
+    assert_eq!(body["accepted"], 2, "{body}");
+    let results = body["results"].as_array().expect("results");
+    let fates: Vec<(&str, &str, &str)> = results
+        .iter()
+        .map(|item| {
+            assert_documented(&doc, "BatchItem", item);
+            (
+                item["hash"].as_str().unwrap(),
+                item["status"].as_str().unwrap(),
+                item["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let (first_hash, second_hash, forged_hash) = (
+        first.hash().to_string(),
+        second.hash().to_string(),
+        forged.hash().to_string(),
+    );
+    assert_eq!(
+        fates,
+        vec![
+            (first_hash.as_str(), "accepted", ""),
+            (second_hash.as_str(), "accepted", ""),
+            (forged_hash.as_str(), "refused", "invalid_signature"),
+            (first_hash.as_str(), "refused", "duplicate_tx"),
+        ]
+    );
+    assert_eq!(h.wait_for_tx(&second_hash).await["status"], "committed");
+    // Checked against the latest state, as a single submission is.
+    let used = sign(&h.params, &sender, start, to("batch-d"));
+    let body = h
+        .post("/api/v1/transactions/batch", &batch(&[&used]))
+        .await
+        .ok(200);
+    assert_eq!(body["accepted"], 0, "{body}");
+    assert_eq!(body["results"][0]["code"], "nonce_used", "{body}");
+
+    // Malformed entries refuse the whole batch, naming the entry.
+    let mut malformed = batch(&[&first]);
+    malformed["txs"].as_array_mut().unwrap().push(json!("zz"));
+    let detail = h
+        .post("/api/v1/transactions/batch", &malformed)
+        .await
+        .problem(400, "malformed_tx");
+    assert!(detail.contains("txs[1]"), "{detail}");
+    let too_many = json!({ "txs": vec!["00"; 501] });
+    let detail = h
+        .post("/api/v1/transactions/batch", &too_many)
+        .await
+        .problem(400, "too_many_txs");
+    assert!(detail.contains("500"), "{detail}");
     h.stop().await;
 }
 

@@ -19,7 +19,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use flux_ledger::{BlockContext, BlockError, Outcome, State, TxError, apply_block, build_block};
+use flux_ledger::{
+    BlockContext, BlockError, Outcome, State, TxError, apply_block_with, build_block_verified,
+};
 use flux_store::StoreError;
 use flux_types::codec::{BLOCK_SIZE_BYTES_MAX, BLOCK_TXS_MAX};
 use flux_types::{Block, Hash, PublicKey};
@@ -178,7 +180,8 @@ impl Application for Ledger {
                 .mempool
                 .candidates(&state, txs_max, BLOCK_TXS_BYTES_MAX);
         let timestamp_ms = now_ms.max(state.time_ms() + 1);
-        let built = build_block(
+        // Every candidate's signature was verified when the mempool admitted it.
+        let built = build_block_verified(
             &state,
             &BlockContext {
                 timestamp_ms,
@@ -211,7 +214,7 @@ impl Application for Ledger {
             });
         }
         let state = self.state_after(block.header.parent)?;
-        let outcome = apply_block(&state, block)?;
+        let outcome = apply_block_with(&state, block, |hash| self.shared.pending(hash))?;
         self.keep(
             hash,
             Unfinalized {
@@ -257,7 +260,7 @@ impl Application for Ledger {
             // Finalized without having been verified here (a certificate from peers).
             None => Unfinalized {
                 height,
-                outcome: apply_block(&finalized, &block)?,
+                outcome: apply_block_with(&finalized, &block, |hash| self.shared.pending(hash))?,
                 rejected: Vec::new(),
             },
         };

@@ -351,6 +351,26 @@ impl Node {
         Ok(hash)
     }
 
+    /// Checks many transactions and adds those that pass to the mempool, as
+    /// [`Node::submit`] does one by one but with their signatures verified in
+    /// one batch; one result per transaction, in order.
+    pub fn submit_batch(&self, txs: Vec<SignedTransaction>) -> Vec<Result<Hash, SubmitError>> {
+        let Some(gossip) = &self.inner.gossip else {
+            return self.inner.shared.submit_batch(txs);
+        };
+        let results = self.inner.shared.submit_batch(txs.clone());
+        let mut gossip = gossip.lock().unwrap_or_else(PoisonError::into_inner);
+        for (tx, result) in txs.into_iter().zip(&results) {
+            let Ok(hash) = result else { continue };
+            if let Err(error) = gossip.try_send(tx)
+                && error.is_full()
+            {
+                tracing::debug!(tx = %hash, "the gossip queue is full; the transaction waits for this node's turn to propose");
+            }
+        }
+        results
+    }
+
     /// Peers heard from in the last few seconds (0 for a single validator).
     pub fn peers(&self) -> usize {
         self.inner.shared.peers()

@@ -2,8 +2,14 @@
 //! per account, and handed to the block builder by fee.
 //!
 //! Plain state: no locks, no async, no clock. The node wraps it in a mutex
-//! and decides when to admit (after the ledger's `check_tx`) and when to prune
-//! (after every finalized block).
+//! and decides when to admit (after the ledger's `check_tx`, or its signature
+//! check in a batch and `check_tx_effect`) and when to prune (after every
+//! finalized block).
+//!
+//! Invariant: every transaction held had its signature verified by this node
+//! at admission. The block builder and the verifier of peers' blocks rely on
+//! it to skip a second verification of exactly those bytes (a hash covers the
+//! signature).
 //!
 //! Limits and what happens at them:
 //! - `txs_max` transactions and `bytes_max` encoded bytes: a transaction that

@@ -87,46 +87,101 @@ impl Shared {
     /// Admits a transaction: not a duplicate, accepted by the ledger against
     /// the latest state, and room in the mempool.
     pub(crate) fn submit(&self, tx: SignedTransaction) -> Result<Hash, SubmitError> {
+        self.submit_batch(vec![tx])
+            .pop()
+            .unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+
+    /// Admits many transactions as [`Shared::submit`] admits one, in order,
+    /// with their signatures verified in one batch; one result per
+    /// transaction.
+    pub(crate) fn submit_batch(
+        &self,
+        txs: Vec<SignedTransaction>,
+    ) -> Vec<Result<Hash, SubmitError>> {
         if self.is_stopping() {
-            return Err(SubmitError::ShuttingDown);
+            return txs.iter().map(|_| Err(SubmitError::ShuttingDown)).collect();
         }
-        let hash = tx.hash();
-        if self.pool().mempool.contains(&hash) {
-            return Err(SubmitError::Duplicate(hash));
-        }
-        match self.store.tx_location(&hash) {
-            Ok(Some(_)) => return Err(SubmitError::Duplicate(hash)),
-            Ok(None) => {}
-            Err(StoreError::Closed) => return Err(SubmitError::ShuttingDown),
-            // The ledger check below refuses a committed transaction anyway (its nonce is used).
-            Err(error) => {
-                tracing::warn!(%error, tx = %hash, "cannot look up a submitted transaction in the store")
+        let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
+        let mut results: Vec<Result<Hash, SubmitError>> = hashes.iter().map(|h| Ok(*h)).collect();
+        {
+            let pool = self.pool();
+            for (result, hash) in results.iter_mut().zip(&hashes) {
+                if pool.mempool.contains(hash) {
+                    *result = Err(SubmitError::Duplicate(*hash));
+                }
             }
         }
-        // The signature check is the expensive part: run it without holding the lock.
+        for (result, hash) in results.iter_mut().zip(&hashes) {
+            if result.is_err() {
+                continue;
+            }
+            match self.store.tx_location(hash) {
+                Ok(Some(_)) => *result = Err(SubmitError::Duplicate(*hash)),
+                Ok(None) => {}
+                Err(StoreError::Closed) => *result = Err(SubmitError::ShuttingDown),
+                // The ledger check below refuses a committed transaction anyway (its nonce is used).
+                Err(error) => {
+                    tracing::warn!(%error, tx = %hash, "cannot look up a submitted transaction in the store")
+                }
+            }
+        }
+        // The signature checks are the expensive part: run them, in one
+        // batch, without holding the lock.
+        let (indices, unchecked): (Vec<usize>, Vec<SignedTransaction>) = txs
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| results[*index].is_ok())
+            .map(|(index, tx)| (index, tx.clone()))
+            .unzip();
+        let valid = flux_ledger::signatures_valid(&unchecked);
         let checked = self.state();
-        flux_ledger::check_tx(&checked, &tx)?;
+        for ((index, tx), signature_ok) in indices.iter().zip(&unchecked).zip(valid) {
+            let verdict = if signature_ok {
+                flux_ledger::check_tx_effect(&checked, tx)
+            } else {
+                Err(TxError::InvalidSignature {
+                    signer: tx.tx.sender(),
+                })
+            };
+            if let Err(error) = verdict {
+                results[*index] = Err(error.into());
+            }
+        }
         let mut pool = self.pool();
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        if state.height() != checked.height() {
-            // A block was finalized meanwhile; check again against it.
-            flux_ledger::check_tx(&state, &tx)?;
-        }
+        // A block finalized meanwhile: check the effects again against it.
+        let recheck = (state.height() != checked.height()).then_some(&*state);
         let height = state.height();
-        drop(state);
-        match pool.mempool.insert(tx, height)? {
-            Inserted::New => {}
-            Inserted::Replaced(old) => {
-                pool.rejections.record(
-                    old,
-                    "replaced",
-                    format!(
-                        "replaced by transaction {hash}, which has the same nonce and a higher fee"
-                    ),
-                );
+        for (tx, result) in txs.into_iter().zip(results.iter_mut()) {
+            let Ok(hash) = *result else { continue };
+            if let Some(state) = recheck
+                && let Err(error) = flux_ledger::check_tx_effect(state, &tx)
+            {
+                *result = Err(error.into());
+                continue;
+            }
+            match pool.mempool.insert(tx, height) {
+                Ok(Inserted::New) => {}
+                Ok(Inserted::Replaced(old)) => {
+                    pool.rejections.record(
+                        old,
+                        "replaced",
+                        format!(
+                            "replaced by transaction {hash}, which has the same nonce and a higher fee"
+                        ),
+                    );
+                }
+                Err(error) => *result = Err(error),
             }
         }
-        Ok(hash)
+        results
+    }
+
+    /// Whether this node admitted `hash` and it is still pending: its
+    /// signature was verified here (see [`Mempool`]).
+    pub(crate) fn pending(&self, hash: &Hash) -> bool {
+        self.pool().mempool.contains(hash)
     }
 
     /// The next nonce of `address`, counting its pending transactions.

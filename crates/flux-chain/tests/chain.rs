@@ -442,6 +442,68 @@ async fn a_full_mempool_refuses_and_names_its_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_admitted_transaction_by_transaction_up_to_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeConfig {
+        mempool_txs_max: 4,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let first = transfer("alice", 0, "bob", Amount::flux(1));
+    let second = transfer("alice", 1, "bob", Amount::flux(2));
+    let mut forged = transfer("carol", 0, "bob", Amount::flux(1));
+    forged.tx.body = TxBody::Transfer {
+        to: address("mallory"),
+        amount: Amount::flux(9),
+    };
+    let overspend = transfer("carol", 0, "bob", Amount::flux(1_000));
+    // Held back by a missing nonce, so they stay and fill the mempool.
+    let waiting: Vec<SignedTransaction> = (5..8)
+        .map(|nonce| transfer("alice", nonce, "bob", Amount::flux(1)))
+        .collect();
+    let mut batch = vec![
+        first.clone(),
+        forged.clone(),
+        second.clone(),
+        first.clone(),
+        overspend,
+    ];
+    batch.extend(waiting.iter().cloned());
+    let codes: Vec<Result<Hash, &str>> = node
+        .submit_batch(batch)
+        .into_iter()
+        .map(|result| result.map_err(|error| error.code()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            Ok(first.hash()),
+            Err("invalid_signature"),
+            Ok(second.hash()),
+            Err("duplicate_tx"),
+            Err("insufficient_funds"),
+            Ok(waiting[0].hash()),
+            Ok(waiting[1].hash()),
+            Err("mempool_full"),
+        ]
+    );
+    committed(&node, second.hash()).await;
+    // Checked against the latest state, like a single submission.
+    let codes: Vec<Result<Hash, &str>> = node
+        .submit_batch(vec![
+            first.clone(),
+            transfer("alice", 0, "carol", Amount::flux(1)),
+        ])
+        .into_iter()
+        .map(|result| result.map_err(|error| error.code()))
+        .collect();
+    assert_eq!(codes, vec![Err("duplicate_tx"), Err("nonce_used")]);
+    assert!(node.submit_batch(Vec::new()).is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nonces_are_applied_in_order_whatever_the_submission_order() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(config(dir.path())).await.unwrap();

@@ -310,6 +310,12 @@ pub fn check_tx(state: &State, tx: &SignedTransaction) -> Result<(), TxError> {
             signer: tx.tx.sender(),
         });
     }
+    check_tx_effect(state, tx)
+}
+
+/// Everything [`check_tx`] checks except the signature, for a caller that
+/// has verified it already (many at once, with [`signatures_valid`]).
+pub fn check_tx_effect(state: &State, tx: &SignedTransaction) -> Result<(), TxError> {
     let sender = tx.tx.sender();
     let account = state.account(&sender);
     if tx.tx.nonce < account.nonce {
@@ -699,8 +705,11 @@ fn check_invariants(state: &State) {
 }
 
 /// Which of `txs` carry a valid signature: one batch verification, and one
-/// by one only when the batch fails.
-fn signatures_valid(txs: &[SignedTransaction]) -> Vec<bool> {
+/// by one only when the batch fails (or when there is only one).
+pub fn signatures_valid(txs: &[SignedTransaction]) -> Vec<bool> {
+    if let [tx] = txs {
+        return vec![tx.verify_signature()];
+    }
     let signing: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.signing_bytes()).collect();
     let batch = txs
         .iter()
@@ -720,6 +729,33 @@ fn signatures_valid(txs: &[SignedTransaction]) -> Vec<bool> {
 /// candidates beyond the block's capacity are neither included nor reported,
 /// and wait for a later block.
 pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTransaction>) -> Built {
+    build(state, ctx, candidates, Signatures::Check)
+}
+
+/// [`build_block`] from candidates whose signatures the caller has verified
+/// (a mempool that admits only what [`check_tx`] accepted): they are not
+/// verified again. Everything else is checked as in [`build_block`].
+pub fn build_block_verified(
+    state: &State,
+    ctx: &BlockContext,
+    candidates: Vec<SignedTransaction>,
+) -> Built {
+    build(state, ctx, candidates, Signatures::Verified)
+}
+
+/// Whether a block builder verifies its candidates' signatures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signatures {
+    Check,
+    Verified,
+}
+
+fn build(
+    state: &State,
+    ctx: &BlockContext,
+    candidates: Vec<SignedTransaction>,
+    signatures: Signatures,
+) -> Built {
     let mut next = state.clone();
     let timestamp_ms = ctx.timestamp_ms.max(state.time_ms() + 1);
     let parent = state.last_block_hash();
@@ -734,7 +770,10 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
     // a long candidate list costs no verification beyond what can fit.
     while txs.len() < max && queue.peek().is_some() {
         let chunk: Vec<SignedTransaction> = queue.by_ref().take(max - txs.len()).collect();
-        let valid = signatures_valid(&chunk);
+        let valid = match signatures {
+            Signatures::Check => signatures_valid(&chunk),
+            Signatures::Verified => vec![true; chunk.len()],
+        };
         for (tx, signature_ok) in chunk.into_iter().zip(valid) {
             let applied = if signature_ok {
                 apply_tx(&mut next, &proposer, timestamp_ms, &tx)
@@ -789,6 +828,20 @@ pub fn build_block(state: &State, ctx: &BlockContext, candidates: Vec<SignedTran
 /// Checks and applies a block proposed by someone else: header, every
 /// signature (in one batch), every transaction, and the resulting state root.
 pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> {
+    apply_block_with(state, block, |_| false)
+}
+
+/// [`apply_block`] that does not verify again the signature of a
+/// transaction whose hash `verified` names: one this node verified itself
+/// (its mempool admits only what [`check_tx`] accepted). A hash covers the
+/// signature, so the same hash means the same signed bytes. Every other
+/// transaction's signature, and everything else, is checked as in
+/// [`apply_block`].
+pub fn apply_block_with(
+    state: &State,
+    block: &Block,
+    verified: impl Fn(&Hash) -> bool,
+) -> Result<Outcome, BlockError> {
     let header = &block.header;
     if header.height != state.height() + 1 {
         return Err(BlockError::WrongHeight {
@@ -817,19 +870,25 @@ pub fn apply_block(state: &State, block: &Block) -> Result<Outcome, BlockError> 
     if tx_root_of_hashes(&hashes) != header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }
-    let signing: Vec<Vec<u8>> = block.txs.iter().map(|t| t.tx.signing_bytes()).collect();
-    let batch = block
+    let unverified: Vec<(usize, Vec<u8>)> = block
         .txs
         .iter()
-        .zip(&signing)
-        .map(|(t, bytes)| (&t.tx.signer, bytes.as_slice(), &t.signature));
+        .enumerate()
+        .filter(|&(index, _)| !verified(&hashes[index]))
+        .map(|(index, t)| (index, t.tx.signing_bytes()))
+        .collect();
+    let batch = unverified.iter().map(|(index, bytes)| {
+        let t = &block.txs[*index];
+        (&t.tx.signer, bytes.as_slice(), &t.signature)
+    });
     if !flux_types::crypto::verify_batch(batch) {
-        let index = block
-            .txs
+        let index = unverified
             .iter()
-            .zip(&signing)
-            .position(|(t, bytes)| !t.tx.signer.verify(bytes, &t.signature))
-            .unwrap_or(0);
+            .find(|(index, bytes)| {
+                let t = &block.txs[*index];
+                !t.tx.signer.verify(bytes, &t.signature)
+            })
+            .map_or(0, |(index, _)| *index);
         let signer = block.txs[index].tx.sender();
         return Err(BlockError::InvalidTx {
             index,

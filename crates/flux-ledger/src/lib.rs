@@ -17,7 +17,8 @@ pub use benchmark::{BenchmarkRecord, PendingReason};
 pub use error::{BlockError, GenesisError, TxError};
 pub use exec::{
     BlockContext, Built, Event, NONCE_AHEAD_MAX, Outcome, Quote, Receipt, ReceiptDetail,
-    apply_block, build_block, check_tx, min_fee, quote,
+    apply_block, apply_block_with, build_block, build_block_verified, check_tx, check_tx_effect,
+    min_fee, quote, signatures_valid,
 };
 pub use gov::{
     Activation, BlockedApp, BlockedImage, DepositFate, Proposal, ProposalStatus, Rejection, Tally,

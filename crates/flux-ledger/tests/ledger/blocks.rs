@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use flux_ledger::{BlockContext, BlockError, State, TxError, apply_block, build_block};
+use flux_ledger::{
+    BlockContext, BlockError, State, TxError, apply_block, apply_block_with, build_block,
+    build_block_verified, check_tx, check_tx_effect, signatures_valid,
+};
 use flux_types::block::tx_root;
 use flux_types::{Block, Genesis, Hash, Params, Tier};
 
@@ -281,6 +284,59 @@ fn build_block_leaves_out_failing_candidates_and_says_why() {
     let applied = apply_block(&chain.state, &built.block).expect("the built block is valid");
     assert_same_state(&applied.state, &built.outcome.state);
     assert_eq!(applied.state.account(&addr("carol")).balance, flux(2));
+}
+
+#[test]
+fn signatures_verified_elsewhere_are_trusted_only_by_their_exact_hash() {
+    let chain = check(genesis(&[("alice", flux(100)), ("bob", flux(100))]), vec![]);
+    let good = signed("alice", 0, transfer("bob", flux(1)));
+    let mut forged = signed("bob", 0, transfer("carol", flux(1)));
+    forged.tx.body = transfer("mallory", flux(90));
+
+    // Many at once, one alone, and the effect check without the signature.
+    assert_eq!(
+        signatures_valid(&[good.clone(), forged.clone(), good.clone()]),
+        vec![true, false, true]
+    );
+    assert_eq!(signatures_valid(std::slice::from_ref(&forged)), vec![false]);
+    assert_eq!(
+        check_tx(&chain.state, &forged).unwrap_err().code(),
+        "invalid_signature"
+    );
+    check_tx_effect(&chain.state, &forged).expect("everything but the signature holds");
+
+    // A builder told its candidates are verified does not check them again.
+    let built = build_block_verified(
+        &chain.state,
+        &chain.context(),
+        vec![good.clone(), forged.clone()],
+    );
+    assert_eq!(built.block.txs, vec![good.clone(), forged.clone()]);
+    assert!(built.rejected.is_empty());
+
+    // A verifier checks every signature it has not verified itself...
+    let block = built.block;
+    let index_of_forged = BlockError::InvalidTx {
+        index: 1,
+        error: TxError::InvalidSignature {
+            signer: addr("bob"),
+        },
+    };
+    assert_eq!(
+        apply_block(&chain.state, &block).unwrap_err(),
+        index_of_forged
+    );
+    let good_hash = good.hash();
+    assert_eq!(
+        apply_block_with(&chain.state, &block, |hash| *hash == good_hash).unwrap_err(),
+        index_of_forged
+    );
+    // ...and the signature of a transaction it did verify is not checked
+    // again (the hash covers the signature: other bytes, another hash).
+    let forged_hash = forged.hash();
+    let applied = apply_block_with(&chain.state, &block, |hash| *hash == forged_hash)
+        .expect("the only unverified signature is valid");
+    assert_same_state(&applied.state, &built.outcome.state);
 }
 
 #[test]
