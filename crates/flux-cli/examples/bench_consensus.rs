@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! bench_consensus --nodes http://127.0.0.1:16127,http://127.0.0.2:16127,... \
-//!     [--accounts 400] [--txs-per-account 25] [--rate TXS_PER_S] [--workers 32]
+//!     [--accounts 400] [--txs-per-account 25] [--rate TXS_PER_S] [--workers 32] [--batch 1]
 //! ```
 //!
 //! The accounts are new for every run (named after the current time) and are
@@ -14,7 +14,10 @@
 //! transfers go, in nonce order, to one node (account I to node I mod N), so
 //! every node takes an equal share of the load. `--rate 0` (the default)
 //! submits as fast as the workers can; a rate paces submission evenly.
-//! Prints one JSON object.
+//! `--batch 1` (the default) posts each transfer alone to
+//! `/api/v1/transactions`; a larger batch posts that many at once to
+//! `/api/v1/transactions/batch` (at most 500), whose signatures the node
+//! verifies in one batch. Prints one JSON object.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +35,15 @@ const POLL_INTERVAL_MS: u64 = 5;
 const DRAIN_TIMEOUT_MS: u64 = 120_000;
 /// Development keys that fund the accounts.
 const FUNDERS: usize = 4;
-/// Funding transfers one development key sends before waiting for them.
-const FUNDING_ROUND_MAX: usize = 32;
+/// Funding transfers one development key sends before waiting for them
+/// (the mempool holds at most `NONCE_AHEAD_MAX` = 64 per account).
+const FUNDING_ROUND_MAX: usize = 60;
+/// The code of a refusal because the mempool is full.
+const MEMPOOL_FULL: &str = "mempool_full";
+/// How long a worker waits before it retries what a full mempool refused.
+const MEMPOOL_FULL_WAIT_MS: u64 = 20;
+/// Most transactions the API takes in one batch.
+const BATCH_TXS_MAX: usize = 500;
 
 struct Options {
     nodes: Vec<String>,
@@ -41,6 +51,7 @@ struct Options {
     txs_per_account: u64,
     rate: f64,
     workers: usize,
+    batch: usize,
 }
 
 fn parse_options() -> Result<Options> {
@@ -50,6 +61,7 @@ fn parse_options() -> Result<Options> {
         txs_per_account: 25,
         rate: 0.0,
         workers: 32,
+        batch: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -60,14 +72,22 @@ fn parse_options() -> Result<Options> {
             "--txs-per-account" => options.txs_per_account = value.parse()?,
             "--rate" => options.rate = value.parse()?,
             "--workers" => options.workers = value.parse()?,
+            "--batch" => options.batch = value.parse()?,
             _ => bail!("unknown flag {flag}; see the header of bench_consensus.rs"),
         }
     }
     if options.nodes.is_empty() {
         bail!("--nodes URL[,URL...] is required");
     }
-    if options.accounts == 0 || options.txs_per_account == 0 || options.workers == 0 {
-        bail!("--accounts, --txs-per-account and --workers must be at least 1");
+    if options.accounts == 0
+        || options.txs_per_account == 0
+        || options.workers == 0
+        || options.batch == 0
+    {
+        bail!("--accounts, --txs-per-account, --workers and --batch must be at least 1");
+    }
+    if options.batch > BATCH_TXS_MAX {
+        bail!("--batch is at most {BATCH_TXS_MAX}, the API's limit");
     }
     Ok(options)
 }
@@ -99,16 +119,81 @@ impl Api {
         Ok(body)
     }
 
-    fn submit(&self, tx: &SignedTransaction) -> Result<()> {
+    /// Posts one transaction; `false` if the mempool is full (retry later),
+    /// an error if it is refused for any other reason.
+    fn submit(&self, tx: &SignedTransaction) -> Result<bool> {
         let response = self
             .http
             .post(format!("{}/transactions", self.base))
             .json(&json!({ "tx": hex::encode(tx.to_bytes()) }))
             .send()?;
-        if !response.status().is_success() {
-            bail!("submit: {} {}", response.status(), response.text()?);
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
         }
-        Ok(())
+        let body: Value = response.json()?;
+        if body["code"] == MEMPOOL_FULL {
+            return Ok(false);
+        }
+        bail!("submit: {status} {body}");
+    }
+
+    /// Posts `txs` in one batch; returns those refused because the mempool
+    /// is full (retry later), an error if one is refused for another reason.
+    fn submit_batch(&self, txs: &[SignedTransaction]) -> Result<Vec<SignedTransaction>> {
+        let encoded: Vec<String> = txs.iter().map(|tx| hex::encode(tx.to_bytes())).collect();
+        let response = self
+            .http
+            .post(format!("{}/transactions/batch", self.base))
+            .json(&json!({ "txs": encoded }))
+            .send()?;
+        let status = response.status();
+        let body: Value = response.json()?;
+        if !status.is_success() {
+            bail!("submit batch: {status} {body}");
+        }
+        let results = body["results"].as_array().cloned().unwrap_or_default();
+        if results.len() != txs.len() {
+            bail!(
+                "submit batch: {} results for {} transactions",
+                results.len(),
+                txs.len()
+            );
+        }
+        let mut full = Vec::new();
+        for (tx, item) in txs.iter().zip(&results) {
+            if item["status"] == "accepted" {
+                continue;
+            }
+            if item["code"] != MEMPOOL_FULL {
+                bail!("submit batch: a transaction was refused: {item}");
+            }
+            full.push(tx.clone());
+        }
+        Ok(full)
+    }
+
+    /// Posts `txs` (one alone, more in a batch) until every one is accepted,
+    /// waiting while the mempool is full.
+    fn submit_all(&self, txs: &[SignedTransaction]) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
+        let mut pending = txs.to_vec();
+        loop {
+            let refused = match pending.as_slice() {
+                [] => return Ok(()),
+                [tx] if self.submit(tx)? => Vec::new(),
+                [tx] => vec![tx.clone()],
+                txs => self.submit_batch(txs)?,
+            };
+            pending = refused;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the mempool stayed full for {DRAIN_TIMEOUT_MS} ms");
+            }
+            std::thread::sleep(Duration::from_millis(MEMPOOL_FULL_WAIT_MS));
+        }
     }
 
     fn next_nonce(&self, key: &SecretKey) -> Result<u64> {
@@ -235,14 +320,14 @@ fn main() -> Result<()> {
                 .iter()
                 .skip(round * FUNDING_ROUND_MAX)
                 .take(FUNDING_ROUND_MAX);
-            let mut last = None;
-            for (nonce, account) in (start..).zip(chunk) {
-                let tx =
-                    signed_transfer(&chain_id, funder, nonce, account, Amount::flux(100), &fee);
-                first.submit(&tx)?;
-                last = Some(tx.hash().to_string());
-            }
-            last_funding.extend(last);
+            let txs: Vec<SignedTransaction> = (start..)
+                .zip(chunk)
+                .map(|(nonce, account)| {
+                    signed_transfer(&chain_id, funder, nonce, account, Amount::flux(100), &fee)
+                })
+                .collect();
+            first.submit_all(&txs)?;
+            last_funding.extend(txs.last().map(|tx| tx.hash().to_string()));
         }
         for hash in &last_funding {
             while !first.committed(hash)? {
@@ -269,8 +354,8 @@ fn main() -> Result<()> {
     let total = options.accounts as u64 * options.txs_per_account;
 
     // Workers: worker W sends the accounts I with I mod workers = W, all to
-    // node W mod N, round-robin from nonce 0 of every account, so the
-    // mempool never waits on a gap.
+    // node W mod N, round-robin from nonce 0 of every account (in batches of
+    // `--batch`), so the mempool never waits on a gap.
     let workers = options.workers.div_ceil(apis.len()) * apis.len();
     let mut queues: Vec<(usize, Vec<SignedTransaction>)> =
         (0..workers).map(|w| (w % apis.len(), Vec::new())).collect();
@@ -293,25 +378,27 @@ fn main() -> Result<()> {
         std::thread::spawn(move || track(&api, start_height, &stop, &seen_txs, &blocks))
     };
     let started = Instant::now();
-    // Each worker paces itself to its share of the rate.
-    let per_worker_interval =
-        (options.rate > 0.0).then(|| Duration::from_secs_f64(workers as f64 / options.rate));
+    // Each worker paces itself to its share of the rate, a batch at a time.
+    let batch = options.batch;
+    let per_worker_interval = (options.rate > 0.0)
+        .then(|| Duration::from_secs_f64(workers as f64 * batch as f64 / options.rate));
     let handles: Vec<_> = queues
         .into_iter()
         .map(|(node, queue)| {
             let api = apis[node].clone();
             std::thread::spawn(move || -> Result<Vec<(String, Instant)>> {
                 let mut submitted = Vec::with_capacity(queue.len());
-                for (k, tx) in queue.into_iter().enumerate() {
+                for (k, chunk) in queue.chunks(batch).enumerate() {
                     if let Some(interval) = per_worker_interval {
                         let due = started + interval * k as u32;
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
                     }
+                    // Latency counts from the first attempt, waits for a full mempool included.
                     let at = Instant::now();
-                    api.submit(&tx)?;
-                    submitted.push((tx.hash().to_string(), at));
+                    api.submit_all(chunk)?;
+                    submitted.extend(chunk.iter().map(|tx| (tx.hash().to_string(), at)));
                 }
                 Ok(submitted)
             })
@@ -374,6 +461,7 @@ fn main() -> Result<()> {
     let result = json!({
         "nodes": apis.len(),
         "accounts": options.accounts,
+        "batch": options.batch,
         "submitted": submitted.len(),
         "finalized": finalized,
         "rate_target": options.rate,
