@@ -382,9 +382,13 @@ impl Devnet {
                     worker_threads: None,
                 }),
                 // One HTTP thread: a devnet runs several nodes on one machine.
+                // No TCP forwarding: an app's published ports answer on the
+                // nodes that host it, which shows where its instances run;
+                // every node reaches it by name through the HTTP gateway.
                 gateway: Some(crate::daemon::GatewaySection {
                     listen: Some(SocketAddr::from((host, GATEWAY_PORT))),
                     workers: Some(1),
+                    tcp_forwarding: Some(false),
                     ..crate::daemon::GatewaySection::default()
                 }),
                 // A devnet's thresholds are small: a quick measurement

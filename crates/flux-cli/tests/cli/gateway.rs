@@ -7,7 +7,9 @@
 //! while a client keeps asking costs a bounded window of errors, measured.
 //! Without a Docker engine the test says SKIPPED and passes.
 //!
-//! The devnet lives on 127.0.42.x (gateways on port 16180); the image is
+//! The devnet lives on 127.0.42.x (gateways on port 16180, with TCP
+//! forwarding of published ports turned on, which a devnet leaves off, and
+//! checked once); the image is
 //! the example image built by `images/build.sh`, whose `/cgi-bin/bytes?N`
 //! streams N bytes and whose `ws.sh` echoes WebSocket messages.
 
@@ -321,7 +323,31 @@ fn apps_answer_by_name_through_every_nodes_gateway() {
         String::from_utf8_lossy(&built.stderr)
     );
 
+    // The devnet's nodes, with TCP forwarding turned on in their gateways
+    // (a devnet leaves it off): every node's address reaches every app's
+    // published ports.
     let setup = Setup::new(node_ip(0));
+    let dir = setup.devnet_dir();
+    setup.flux.ok(&[
+        "devnet",
+        "init",
+        "--dir",
+        &dir.display().to_string(),
+        "--api-host",
+        &node_ip(0).to_string(),
+        "--api-port",
+        &setup.port.to_string(),
+    ]);
+    for i in 0..NODES {
+        let path = dir.join(format!("node-{i}/config.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("tcp_forwarding = false"), "{text}");
+        std::fs::write(
+            &path,
+            text.replace("tcp_forwarding = false", "tcp_forwarding = true"),
+        )
+        .unwrap();
+    }
     let devnet = setup.devnet_up();
     let flux = setup.flux.clone();
     let mut nodes = Value::Null;
@@ -453,6 +479,21 @@ fn apps_answer_by_name_through_every_nodes_gateway() {
     assert!(
         per_instance.values().all(|n| *n >= 5),
         "round-robin gives each instance its share: {per_instance:?}"
+    );
+
+    // The app's published port answers on the address of a node that hosts
+    // none, forwarded over TCP to an instance elsewhere.
+    let forwarded = ok_body(
+        SocketAddr::from((node_ip(idle), WEB_PORT)),
+        "any",
+        "/whoami",
+    );
+    let forwarded_to = forwarded.as_deref().map(|b| hosts(&[b.to_string()]));
+    assert!(
+        forwarded_to
+            .as_ref()
+            .is_some_and(|h| h.len() == 1 && h.values().all(|n| hosting.contains(n))),
+        "{forwarded:?}"
     );
 
     // A custom domain from the spec routes; an unknown app gets a clear 404.
