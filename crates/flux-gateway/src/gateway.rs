@@ -186,6 +186,17 @@ impl Gateway {
         forwarders.reconcile(&self.shared, &installed);
     }
 
+    /// Opens the TCP forwarders of the table in force that are not open yet:
+    /// a port that could not be opened when the table came (a local
+    /// instance that was leaving still held it) is tried again. Nothing
+    /// happens when every one is open.
+    pub fn retry_forwarding(&self) {
+        let _runtime = self.runtime.enter();
+        let mut forwarders = self.forwarders.lock().expect("forwarders lock");
+        let installed = self.shared.installed();
+        forwarders.reconcile(&self.shared, &installed);
+    }
+
     /// The route table in force.
     pub fn routes(&self) -> RouteTable {
         self.shared.installed().table.clone()

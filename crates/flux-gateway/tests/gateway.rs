@@ -948,6 +948,44 @@ async fn tcp_ports_are_forwarded_and_follow_the_route_table() {
     assert_eq!(gateway.tcp_ports(), vec![port]);
 }
 
+#[tokio::test]
+async fn a_port_still_held_by_a_leaving_instance_is_forwarded_once_it_is_free() {
+    let gateway_ip = ip(93);
+    let port = port_free_on(&[gateway_ip, ip(94)]);
+    let _remote = TcpEcho::start("db-remote", SocketAddr::new(ip(94), port)).await;
+    // The instance that ran here still holds the port on the gateway's address.
+    let leaving = std::net::TcpListener::bind(SocketAddr::new(gateway_ip, port)).unwrap();
+    let gateway = Gateway::start(
+        GatewayConfig {
+            tcp_forwarding: true,
+            ..config(93)
+        },
+        table(&[Port {
+            app: "db",
+            port,
+            backends: vec![(SocketAddr::new(ip(94), port), false)],
+            domain: None,
+        }]),
+    )
+    .await
+    .unwrap();
+    assert!(gateway.tcp_ports().is_empty(), "the port is taken");
+    gateway.retry_forwarding();
+    assert!(gateway.tcp_ports().is_empty(), "still taken");
+    drop(leaving);
+    gateway.retry_forwarding();
+    assert_eq!(gateway.tcp_ports(), vec![port]);
+    let stream = TcpStream::connect(SocketAddr::new(gateway_ip, port))
+        .await
+        .unwrap();
+    let mut greeting = String::new();
+    BufReader::new(stream)
+        .read_line(&mut greeting)
+        .await
+        .unwrap();
+    assert_eq!(greeting.trim(), "db-remote");
+}
+
 /// Opens a connection to the gateway from a chosen loopback address.
 async fn connect_from(source: IpAddr, gateway: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();

@@ -184,7 +184,9 @@ async fn follow(
                 gateway.update(table.clone());
                 last = table;
             }
-            Some(Ok(_)) => {}
+            // Ports that could not be forwarded yet (a leaving local
+            // instance still held one) are tried again at every block.
+            Some(Ok(_)) => gateway.retry_forwarding(),
         }
     }
 }
