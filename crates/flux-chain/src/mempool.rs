@@ -115,12 +115,24 @@ impl Mempool {
     /// A second transaction with the same signer and nonce replaces the
     /// pending one only if it pays a strictly higher fee; otherwise it is
     /// refused as a duplicate of the pending one.
+    #[cfg(test)]
     pub(crate) fn insert(
         &mut self,
         tx: SignedTransaction,
         height: u64,
     ) -> Result<Inserted, SubmitError> {
         let hash = tx.hash();
+        self.insert_hashed(tx, hash, height)
+    }
+
+    /// [`Mempool::insert`] of a transaction whose hash the caller computed.
+    pub(crate) fn insert_hashed(
+        &mut self,
+        tx: SignedTransaction,
+        hash: Hash,
+        height: u64,
+    ) -> Result<Inserted, SubmitError> {
+        debug_assert_eq!(hash, tx.hash());
         if self.txs.contains_key(&hash) {
             return Err(SubmitError::Duplicate(hash));
         }

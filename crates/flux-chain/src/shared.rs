@@ -112,8 +112,12 @@ impl Shared {
                 }
             }
         }
-        for (result, hash) in results.iter_mut().zip(&hashes) {
-            if result.is_err() {
+        // Only a transaction whose nonce is used can be committed already: the
+        // store is asked about those alone (the ledger check below refuses
+        // them anyway; the store tells a duplicate from a replay).
+        let checked = self.state();
+        for ((result, hash), tx) in results.iter_mut().zip(&hashes).zip(&txs) {
+            if result.is_err() || tx.tx.nonce >= checked.account(&tx.tx.sender()).nonce {
                 continue;
             }
             match self.store.tx_location(hash) {
@@ -135,7 +139,6 @@ impl Shared {
             .map(|(index, tx)| (index, tx.clone()))
             .unzip();
         let valid = flux_ledger::signatures_valid(&unchecked);
-        let checked = self.state();
         for ((index, tx), signature_ok) in indices.iter().zip(&unchecked).zip(valid) {
             let verdict = if signature_ok {
                 flux_ledger::check_tx_effect(&checked, tx)
@@ -153,15 +156,24 @@ impl Shared {
         // A block finalized meanwhile: check the effects again against it.
         let recheck = (state.height() != checked.height()).then_some(&*state);
         let height = state.height();
-        for (tx, result) in txs.into_iter().zip(results.iter_mut()) {
-            let Ok(hash) = *result else { continue };
+        for ((tx, result), hash) in txs.into_iter().zip(results.iter_mut()).zip(hashes) {
+            if result.is_err() {
+                continue;
+            }
             if let Some(state) = recheck
                 && let Err(error) = flux_ledger::check_tx_effect(state, &tx)
             {
-                *result = Err(error.into());
+                // The block just finalized may be the one that holds it.
+                let committed = matches!(error, TxError::NonceUsed { .. })
+                    && matches!(self.store.tx_location(&hash), Ok(Some(_)));
+                *result = Err(if committed {
+                    SubmitError::Duplicate(hash)
+                } else {
+                    error.into()
+                });
                 continue;
             }
-            match pool.mempool.insert(tx, height) {
+            match pool.mempool.insert_hashed(tx, hash, height) {
                 Ok(Inserted::New) => {}
                 Ok(Inserted::Replaced(old)) => {
                     pool.rejections.record(
