@@ -18,8 +18,8 @@ use flux_chain::committee::{Eligibility, Member};
 use flux_chain::consensus::{self, Channels, Options, PeerTracker, Timeouts};
 use flux_chain::{Node, NodeConfig, TxStatus};
 use flux_types::{
-    Amount, Genesis, GenesisAccount, GenesisValidator, Hash, Params, PublicKey, SecretKey,
-    SignedTransaction, Tier, Transaction, TxBody,
+    Amount, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Hash, Params, PublicKey,
+    SecretKey, SignedTransaction, Tier, Transaction, TxBody,
 };
 
 type Context = deterministic::Context;
@@ -380,9 +380,31 @@ fn proposers_in(node: &SimNode, heights: std::ops::RangeInclusive<u64>) -> Vec<P
         .collect()
 }
 
-/// Node n4 registers and takes a seat at the next epoch; later n5 registers
-/// while n4 deregisters, so at one boundary n5 joins and n4 leaves. The
-/// chain finalizes throughout, and all six nodes (followers included) agree.
+/// A node's first benchmark, signed by its own key (no fee), with figures
+/// that meet every devnet tier: it confirms a registered node.
+fn benchmark(name: &str) -> SignedTransaction {
+    Transaction {
+        chain_id: CHAIN_ID.into(),
+        signer: key(name).public_key(),
+        nonce: 0,
+        fee: Amount::ZERO,
+        body: TxBody::NodeBenchmark {
+            report: BenchmarkReport {
+                cores: 4,
+                ram_mb: 8_000,
+                disk_gb: 100,
+                cpu_score: 1_000,
+                disk_write_mb_per_s: 200,
+            },
+        },
+    }
+    .sign(&key(name))
+}
+
+/// Node n4 registers, is confirmed by its benchmark and takes a seat at the
+/// next epoch; later n5 registers and is confirmed while n4 deregisters, so
+/// at one boundary n5 joins and n4 leaves. The chain finalizes throughout,
+/// and all six nodes (followers included) agree.
 #[test]
 fn validators_join_and_leave_at_epoch_boundaries() {
     const EPOCH: u64 = 10;
@@ -402,10 +424,9 @@ fn validators_join_and_leave_at_epoch_boundaries() {
             .iter()
             .map(|name| SimNode::open(name, &root, &genesis))
             .collect();
-        // Registered nodes may validate under this rule, so ordinary
-        // transactions move validators in and out.
+        // The rule of real networks: a seat needs a confirmed node.
         for node in &mut nodes {
-            node.start(&context, &oracle, &everyone, Eligibility::Registered)
+            node.start(&context, &oracle, &everyone, Eligibility::Confirmed)
                 .await;
         }
         let register = |nonce: u64, name: &str| {
@@ -424,8 +445,19 @@ fn validators_join_and_leave_at_epoch_boundaries() {
         let first_of = |epoch: u64| epoch * EPOCH;
         let last_of = |epoch: u64| (epoch + 1) * EPOCH - 1;
 
-        let joins = nodes[0].node.submit(register(0, "n4")).unwrap();
+        let registers = nodes[0].node.submit(register(0, "n4")).unwrap();
         wait_until(&context, "n4's registration", || {
+            nodes[0].committed_height(&registers).is_some()
+        })
+        .await;
+        // A whole epoch with n4 registered but not confirmed: no seat yet.
+        let registered_epoch = epoch_of(nodes[0].committed_height(&registers).unwrap()) + 1;
+        wait_until(&context, "the epoch after n4's registration", || {
+            nodes[0].height() >= first_of(registered_epoch)
+        })
+        .await;
+        let joins = nodes[0].node.submit(benchmark("n4")).unwrap();
+        wait_until(&context, "n4's benchmark", || {
             nodes[0].committed_height(&joins).is_some()
         })
         .await;
@@ -434,7 +466,12 @@ fn validators_join_and_leave_at_epoch_boundaries() {
             nodes[0].height() >= first_of(n4_epoch)
         })
         .await;
-        let n5_joins = nodes[1].node.submit(register(1, "n5")).unwrap();
+        let n5_registers = nodes[1].node.submit(register(1, "n5")).unwrap();
+        wait_until(&context, "n5's registration", || {
+            nodes[0].committed_height(&n5_registers).is_some()
+        })
+        .await;
+        let n5_joins = nodes[1].node.submit(benchmark("n5")).unwrap();
         let n4_leaves = nodes[1]
             .node
             .submit(signed(
@@ -473,6 +510,8 @@ fn validators_join_and_leave_at_epoch_boundaries() {
                 .unwrap()
                 .unwrap_or_else(|| panic!("no committee recorded for epoch {epoch}"))
         };
+        assert!(registered_epoch < n4_epoch);
+        assert_eq!(committee(registered_epoch), genesis_keys);
         assert_eq!(committee(n4_epoch - 1), genesis_keys);
         assert_eq!(committee(n4_epoch), with("n4"));
         assert_eq!(committee(swap_epoch - 1), with("n4"));
