@@ -164,7 +164,7 @@ fn stream_count(addr: SocketAddr, host: &str, path: &str) -> (u16, u64) {
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let status = line
@@ -186,7 +186,7 @@ fn stream_count(addr: SocketAddr, host: &str, path: &str) -> (u16, u64) {
         }
     }
     let mut total = 0u64;
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut buffer = vec![0u8; 1 << 20];
     if chunked {
         loop {
             line.clear();
