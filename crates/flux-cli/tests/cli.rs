@@ -22,6 +22,8 @@ use serde_json::Value;
 mod apps;
 #[path = "cli/containers.rs"]
 mod containers;
+#[path = "cli/rolling.rs"]
+mod rolling;
 #[path = "cli/gateway.rs"]
 mod gateway;
 
