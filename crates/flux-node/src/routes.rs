@@ -401,8 +401,9 @@ fn logs_answer(
     Ok(response)
 }
 
-/// `lines`, with a blank line whenever it has been quiet for
-/// [`HEARTBEAT_MS`], until it ends.
+/// `lines`, with a blank line every [`HEARTBEAT_MS`] besides, until
+/// `lines` ends: the API closes a connection that moves no bytes for a
+/// while, and a followed instance may stay quiet for longer.
 fn with_heartbeat(
     lines: impl Stream<Item = Bytes> + Send + 'static,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
@@ -800,6 +801,16 @@ mod tests {
         )
         .await;
         assert_eq!((status, code.as_str()), (400, "tail_too_large"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_followed_stream_beats_while_quiet_and_ends_with_its_lines() {
+        let mut quiet = Box::pin(with_heartbeat(stream::pending::<Bytes>()));
+        assert_eq!(quiet.next().await, Some(Bytes::from_static(b"\n")));
+        assert_eq!(quiet.next().await, Some(Bytes::from_static(b"\n")));
+        let lines = [Bytes::from_static(b"one\n"), Bytes::from_static(b"two\n")];
+        let all: Vec<Bytes> = with_heartbeat(stream::iter(lines.clone())).collect().await;
+        assert_eq!(all, lines);
     }
 
     #[test]
