@@ -214,6 +214,16 @@ pub(crate) fn describe_receipt(text: &mut Text, receipt: &Receipt) {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        ReceiptDetail::WorkReported {
+            node,
+            epoch,
+            first_window,
+            windows,
+            targets,
+        } => format!(
+            "node {node} reported {targets} targets for windows {first_window} to {} of epoch {epoch}",
+            first_window + u64::from(windows.saturating_sub(1))
+        ),
         ReceiptDetail::ProposalSubmitted {
             proposal,
             deposit,

@@ -1,7 +1,7 @@
 //! Typed errors of the ledger.
 
 use flux_types::governable::ParamError;
-use flux_types::{Address, Amount, SpecError, Tier};
+use flux_types::{Address, Amount, SpecError, Target, Tier};
 
 /// Why a transaction is refused. Each variant has a stable [`TxError::code`]
 /// and a message that says what was wrong and what to do.
@@ -238,6 +238,81 @@ pub enum TxError {
         /// First height at which another is accepted.
         next_height: u64,
     },
+    /// A work report's signer is not a registered node.
+    #[error(
+        "{signer} is not a registered node; a work report is signed by the verifying node's own key"
+    )]
+    WorkSignerNotNode {
+        /// The signer's address.
+        signer: Address,
+    },
+    /// A work report names a target the signer does not verify in that epoch.
+    #[error(
+        "node {node} is not a verifier of {target} in epoch {epoch}; report only the targets the ledger assigns (`State::targets_of`)"
+    )]
+    WorkNotVerifier {
+        /// The signer.
+        node: Address,
+        /// The target.
+        target: Target,
+        /// The epoch named by the report.
+        epoch: u64,
+    },
+    /// A node reports on its own node or instances.
+    #[error("{target} is the signer's own; a node never verifies itself")]
+    WorkSelfReport {
+        /// The target.
+        target: Target,
+    },
+    /// A work report covers a window that has not started.
+    #[error("window {window} has not started; the current window is {current}")]
+    WorkWindowInFuture {
+        /// The latest window reported.
+        window: u64,
+        /// The window of the block's time.
+        current: u64,
+    },
+    /// A work report came after its window was settled.
+    #[error(
+        "window {window} is settled; windows from {oldest} on may still be reported (work.report_late_windows)"
+    )]
+    WorkReportLate {
+        /// The first window reported.
+        window: u64,
+        /// The oldest window still open for reports.
+        oldest: u64,
+    },
+    /// A reported window is not a window of the named epoch.
+    #[error(
+        "window {window} is not open for reports of epoch {epoch}; split reports at epoch boundaries and report only windows a block fell in"
+    )]
+    WorkWindowNotInEpoch {
+        /// The window.
+        window: u64,
+        /// The epoch named by the report.
+        epoch: u64,
+    },
+    /// The verifier already reported this target in this window.
+    #[error("{target} was already reported for window {window} by this verifier")]
+    WorkDuplicate {
+        /// The target.
+        target: Target,
+        /// The window.
+        window: u64,
+    },
+    /// A work report is malformed (no windows, a bitmap of the wrong size, a target twice).
+    #[error("malformed work report: {0}")]
+    WorkReportMalformed(String),
+    /// A work report is larger than the params allow.
+    #[error("a work report holds at most {max} {what}, this one {got}; split it")]
+    WorkReportTooLarge {
+        /// `windows` or `targets`.
+        what: &'static str,
+        /// The limit.
+        max: u64,
+        /// The count.
+        got: u64,
+    },
     /// An amount overflowed; no real transaction gets here.
     #[error("amount overflow")]
     Overflow,
@@ -289,6 +364,15 @@ impl TxError {
             TxError::NoVotingPower { .. } => "no_voting_power",
             TxError::BenchmarkSignerNotNode { .. } => "benchmark_signer_not_node",
             TxError::BenchmarkTooSoon { .. } => "benchmark_too_soon",
+            TxError::WorkSignerNotNode { .. } => "work_signer_not_node",
+            TxError::WorkNotVerifier { .. } => "work_not_verifier",
+            TxError::WorkSelfReport { .. } => "work_self_report",
+            TxError::WorkWindowInFuture { .. } => "work_window_in_future",
+            TxError::WorkReportLate { .. } => "work_report_late",
+            TxError::WorkWindowNotInEpoch { .. } => "work_window_not_in_epoch",
+            TxError::WorkDuplicate { .. } => "work_duplicate",
+            TxError::WorkReportMalformed(_) => "work_report_malformed",
+            TxError::WorkReportTooLarge { .. } => "work_report_too_large",
             TxError::Overflow => "overflow",
         }
     }

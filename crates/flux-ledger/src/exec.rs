@@ -108,6 +108,19 @@ pub enum ReceiptDetail {
         /// The figures below their thresholds, each against its threshold.
         shortfalls: Vec<flux_types::FigureCheck>,
     },
+    /// A verifier's work report was recorded.
+    WorkReported {
+        /// The verifying node.
+        node: Address,
+        /// The epoch whose assignment it follows.
+        epoch: u64,
+        /// The first window reported.
+        first_window: u64,
+        /// Windows reported.
+        windows: u32,
+        /// Targets reported.
+        targets: u32,
+    },
 }
 
 /// The result of one included transaction.
@@ -283,11 +296,16 @@ pub fn quote(params: &Params, spec: &AppSpec, months: u32) -> Result<Quote, TxEr
     })
 }
 
-/// The minimum fee of a transaction. A node's benchmark has none, so that a
-/// node stays confirmed without a funded account; it is limited instead to
-/// one per `benchmark_interval_blocks_min` blocks.
+/// The minimum fee of a transaction. A node's benchmark and work reports
+/// have none, so that a node stays confirmed and verifies without a funded
+/// account; a benchmark is limited instead to one per
+/// `benchmark_interval_blocks_min` blocks, and a report to windows and
+/// targets the ledger assigned to its signer and not reported before.
 pub fn min_fee(params: &Params, tx: &SignedTransaction) -> Amount {
-    if matches!(tx.tx.body, TxBody::NodeBenchmark { .. }) {
+    if matches!(
+        tx.tx.body,
+        TxBody::NodeBenchmark { .. } | TxBody::WorkReport { .. }
+    ) {
         return Amount::ZERO;
     }
     if params.tx_fee_per_byte.is_zero() {
@@ -609,6 +627,25 @@ fn apply_tx(
             state.put_account(sender, account);
             crate::benchmark::record(state, sender, record)
         }
+        TxBody::WorkReport {
+            epoch,
+            first_window,
+            windows,
+            results,
+        } => {
+            let judged = crate::work::judge(
+                state,
+                &sender,
+                *epoch,
+                *first_window,
+                *windows,
+                results,
+                now_ms,
+            )?;
+            debit(&mut account, Amount::ZERO)?;
+            state.put_account(sender, account);
+            crate::work::record(state, sender, *epoch, judged)
+        }
         TxBody::AppRemove { name } => {
             let old = state
                 .app(name)
@@ -691,6 +728,7 @@ fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event>
         }
     }
     events.extend(gov::begin_block(state));
+    crate::work::begin_block(state);
     events
 }
 
@@ -799,6 +837,7 @@ fn build(
     }
     crate::rollout::end_block(&mut next, timestamp_ms);
     crate::placement::end_block(&mut next, &events);
+    crate::work::end_block(&mut next);
     let changes = next.finish();
     check_invariants(&next);
     let header = BlockHeader {
@@ -912,6 +951,7 @@ pub fn apply_block_with(
     }
     crate::rollout::end_block(&mut next, header.timestamp_ms);
     crate::placement::end_block(&mut next, &events);
+    crate::work::end_block(&mut next);
     let changes = next.finish();
     if next.state_root() != header.state_root {
         return Err(BlockError::StateRootMismatch {

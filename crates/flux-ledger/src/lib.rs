@@ -12,6 +12,7 @@ mod placement;
 mod rollout;
 pub mod scheduler;
 mod state;
+mod work;
 
 pub use benchmark::{BenchmarkRecord, PendingReason};
 pub use error::{BlockError, GenesisError, TxError};
@@ -31,3 +32,4 @@ pub use state::{
     gov_deposits_address, is_module_account, module_accounts, reward_pool_address,
     treasury_address,
 };
+pub use work::NodeWork;

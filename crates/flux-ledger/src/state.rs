@@ -151,6 +151,8 @@ pub struct State {
     pub(crate) placement: crate::placement::Placement,
     /// Proposals, votes, snapshots, param history and the image blocklist.
     pub(crate) gov: GovState,
+    /// Verifier assignments, work reports and per-node work.
+    pub(crate) work: crate::work::Work,
 }
 
 /// A key of the state, before encoding.
@@ -166,6 +168,8 @@ pub(crate) enum Key {
     Gov(GovKey),
     /// Placement and benchmark rows, prefixes 20 and 21.
     Placement(crate::placement::PlacementKey),
+    /// Useful-work rows, prefixes 22 to 26.
+    Work(crate::work::WorkKey),
 }
 
 const PREFIX_META: u8 = 0;
@@ -184,6 +188,7 @@ impl Key {
             Key::App(name) => [&[PREFIX_APP][..], name.as_bytes()].concat(),
             Key::Placement(key) => key.encode(),
             Key::Gov(key) => key.encode(),
+            Key::Work(key) => key.encode(),
         }
     }
 }
@@ -280,6 +285,7 @@ impl State {
             dirty: BTreeSet::new(),
             placement: Default::default(),
             gov: GovState::default(),
+            work: Default::default(),
         };
         state.gov.rebuild(state.accounts.values());
         state.dirty.insert(Key::Meta);
@@ -309,6 +315,7 @@ impl State {
         let mut leaves = OrdMap::new();
         let mut placement = crate::placement::Placement::default();
         let mut gov = GovState::default();
+        let mut work = crate::work::Work::default();
         for (key, value) in rows {
             let Some((&prefix, rest)) = key.split_first() else {
                 return Err(RestoreError("empty key".into()));
@@ -369,6 +376,9 @@ impl State {
                 prefix if crate::placement::PREFIXES.contains(&prefix) => {
                     placement.restore_row(prefix, rest, &value)?;
                 }
+                prefix if crate::work::PREFIXES.contains(&prefix) => {
+                    work.restore_row(prefix, rest, &value)?;
+                }
                 other => return Err(RestoreError(format!("unknown key prefix {other}"))),
             }
             leaves.insert(key.clone(), leaf_hash(&key, &value));
@@ -389,9 +399,11 @@ impl State {
             dirty: BTreeSet::new(),
             placement,
             gov,
+            work,
         };
         state.gov.rebuild(state.accounts.values());
         crate::placement::rebuild(&mut state)?;
+        crate::work::rebuild(&mut state);
         state.state_root = state.compute_root();
         Ok(state)
     }
@@ -409,6 +421,7 @@ impl State {
                 Key::App(name) => self.apps.get(name).map(encode),
                 Key::Placement(key) => self.placement.row(key),
                 Key::Gov(key) => self.gov.row(key),
+                Key::Work(key) => self.work.row(key),
             };
             let encoded_key = key.encode();
             match &value {

@@ -23,3 +23,5 @@ mod rollout;
 mod scheduler;
 #[path = "ledger/transfers.rs"]
 mod transfers;
+#[path = "ledger/work.rs"]
+mod work;

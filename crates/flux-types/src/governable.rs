@@ -573,6 +573,55 @@ const GENERAL: &[ParamSpec] = &[
         "fewest blocks between two benchmarks of one node",
         benchmark_interval_blocks_min
     ),
+    integer!(
+        "work.verifiers_per_target",
+        1,
+        32,
+        "verifiers of each placed instance and each active node, from the next epoch",
+        work.verifiers_per_target
+    ),
+    integer!(
+        "work.report_late_windows",
+        1,
+        1_000,
+        "windows after its own that a probe window may still be reported",
+        work.report_late_windows
+    ),
+    integer!(
+        "work.report_windows_max",
+        1,
+        256,
+        "most windows one work report covers",
+        work.report_windows_max
+    ),
+    integer!(
+        "work.report_targets_max",
+        1,
+        512,
+        "most targets one work report names",
+        work.report_targets_max
+    ),
+    integer!(
+        "work.failover_down_windows",
+        1,
+        10_000,
+        "consecutive windows reported down by a majority before a node is failed over",
+        work.failover_down_windows
+    ),
+    integer!(
+        "work.verified_permille_min",
+        0,
+        1_000,
+        "verified share of its assigned instance-windows a working node reaches in an epoch, thousandths",
+        work.verified_permille_min
+    ),
+    integer!(
+        "work.history_epochs",
+        1,
+        10_000,
+        "epochs of per-node work the ledger keeps",
+        work.history_epochs
+    ),
 ];
 
 /// Every governable param, in the order `flux chain params` lists them.
@@ -634,7 +683,7 @@ mod tests {
     use super::*;
 
     /// Params that are deliberately not governable, with the reason.
-    const FIXED: [&str; 4] = [
+    const FIXED: [&str; 5] = [
         // The block interval is the consensus engine's timing, set in genesis.
         "block_interval_ms",
         // Consensus numbers its epochs from the genesis value; a new length
@@ -645,6 +694,9 @@ mod tests {
         // Text, which the registry cannot set; and every app's address is
         // under it, so it is chosen once, in genesis.
         "network_domain",
+        // Windows are numbered by chain time divided by their length: a new
+        // length would renumber the windows that are still open for reports.
+        "work.window_ms",
     ];
 
     fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {

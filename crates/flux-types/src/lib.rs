@@ -17,6 +17,7 @@ pub mod node;
 pub mod params;
 pub mod request_auth;
 pub mod tx;
+pub mod work;
 
 pub use amount::{Amount, UNITS_PER_FLUX};
 pub use app::{AppSpec, Component, SpecError};
@@ -28,3 +29,4 @@ pub use gov::{GovParams, ParamChange, ProposalAction, VoteChoice};
 pub use node::Tier;
 pub use params::Params;
 pub use tx::{SignedTransaction, Transaction, TxBody};
+pub use work::{Target, TargetResults};

@@ -131,6 +131,92 @@ pub struct SchedulerParams {
     pub update_roll_interval_ms: u64,
 }
 
+/// Useful work: who verifies what, how reports are bounded, and what the
+/// results decide.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct WorkParams {
+    /// Verifiers per target (each placed instance and each active node),
+    /// fewer only when fewer other active nodes exist.
+    pub verifiers_per_target: u32,
+    /// Length of a probe window of chain time, ms. Window `w` covers
+    /// `[w * window_ms, (w + 1) * window_ms)`.
+    pub window_ms: u64,
+    /// How many windows after its own a window may still be reported; after
+    /// that the window is settled and reports of it are late.
+    pub report_late_windows: u64,
+    /// Most windows one report may cover.
+    pub report_windows_max: u32,
+    /// Most targets one report may name.
+    pub report_targets_max: u32,
+    /// Consecutive windows a majority of a node's verifiers must report it
+    /// down before it is failed over.
+    pub failover_down_windows: u64,
+    /// Verified share of its assigned instance-windows, in thousandths, that
+    /// a node must reach in an epoch to count as working.
+    pub verified_permille_min: u32,
+    /// Epochs whose per-node work the ledger keeps, the current one included.
+    pub history_epochs: u64,
+}
+
+impl WorkParams {
+    /// Production values: 30 s windows, reports late after two minutes.
+    pub fn mainnet() -> WorkParams {
+        WorkParams {
+            verifiers_per_target: 3,
+            window_ms: 30_000,
+            report_late_windows: 4,
+            report_windows_max: 64,
+            report_targets_max: 256,
+            failover_down_windows: 4,
+            verified_permille_min: 900,
+            history_epochs: 8,
+        }
+    }
+
+    /// Development values: 2 s windows, so that a devnet fails over in seconds.
+    pub fn devnet() -> WorkParams {
+        WorkParams {
+            window_ms: 2_000,
+            report_late_windows: 5,
+            failover_down_windows: 3,
+            verified_permille_min: 800,
+            ..WorkParams::mainnet()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.verifiers_per_target == 0 || self.verifiers_per_target > 32 {
+            return Err("work.verifiers_per_target must be between 1 and 32".into());
+        }
+        if self.window_ms == 0 {
+            return Err("work.window_ms must be positive".into());
+        }
+        if self.report_windows_max == 0
+            || self.report_windows_max > crate::work::REPORT_WINDOWS_HARD_MAX
+        {
+            return Err(format!(
+                "work.report_windows_max must be between 1 and {}",
+                crate::work::REPORT_WINDOWS_HARD_MAX
+            ));
+        }
+        if self.report_targets_max == 0
+            || self.report_targets_max as usize > crate::work::REPORT_TARGETS_HARD_MAX
+        {
+            return Err(format!(
+                "work.report_targets_max must be between 1 and {}",
+                crate::work::REPORT_TARGETS_HARD_MAX
+            ));
+        }
+        if self.verified_permille_min > 1_000 {
+            return Err("work.verified_permille_min must be at most 1000".into());
+        }
+        if self.history_epochs == 0 {
+            return Err("work.history_epochs must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// All parameters of a network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Params {
@@ -161,6 +247,8 @@ pub struct Params {
     /// The domain under which every node's gateway serves apps by name:
     /// `<app>.<network_domain>` reaches the app `<app>`.
     pub network_domain: String,
+    /// Useful work: verifier assignment, work reports and their accounting.
+    pub work: WorkParams,
 }
 
 impl Params {
@@ -270,6 +358,7 @@ impl Params {
             benchmark_interval_blocks_min: 600,
             network_domain: "app.runonflux.io".to_string(),
             gov: GovParams::mainnet(),
+            work: WorkParams::mainnet(),
         }
     }
 
@@ -294,6 +383,7 @@ impl Params {
         params.scheduler.update_roll_interval_ms = 6_000;
         params.benchmark_interval_blocks_min = 5;
         params.network_domain = "flux.localhost".to_string();
+        params.work = WorkParams::devnet();
         params
     }
 
@@ -333,6 +423,7 @@ impl Params {
             return Err("app_limits.name_len_min must be at most name_len_max".into());
         }
         validate_domain(&self.network_domain)?;
+        self.work.validate()?;
         self.gov.validate()
     }
 }

@@ -10,6 +10,7 @@ use crate::codec::{self, Bounded, check_len};
 use crate::crypto::{Address, Hash, PublicKey, SecretKey, Signature};
 use crate::gov::{ProposalAction, VoteChoice};
 use crate::node::Tier;
+use crate::work::TargetResults;
 
 /// Longest chain id.
 pub const CHAIN_ID_LEN_MAX: usize = 64;
@@ -96,6 +97,20 @@ pub enum TxBody {
         /// What the node measured.
         report: BenchmarkReport,
     },
+    /// Tag 9: a verifier's probe results, signed by its node key: for each
+    /// target it verifies in `epoch`, one bit per window from
+    /// `first_window` (up = 1). The ledger credits an instance-window to its
+    /// host when a majority of the instance's verifiers saw it up.
+    WorkReport {
+        /// The epoch whose verifier assignment the report follows.
+        epoch: u64,
+        /// The first window reported.
+        first_window: u64,
+        /// How many consecutive windows are reported (at least 1).
+        windows: u32,
+        /// One bitmap per target, each target at most once.
+        results: Vec<TargetResults>,
+    },
 }
 
 impl TxBody {
@@ -111,6 +126,7 @@ impl TxBody {
             TxBody::GovPropose { .. } => "gov_propose",
             TxBody::GovVote { .. } => "gov_vote",
             TxBody::NodeBenchmark { .. } => "node_benchmark",
+            TxBody::WorkReport { .. } => "work_report",
         }
     }
 }
@@ -215,6 +231,9 @@ impl Bounded for SignedTransaction {
                 action,
                 ..
             } => crate::gov::check_proposal_limits(title, description, action),
+            TxBody::WorkReport {
+                windows, results, ..
+            } => crate::work::check_report_limits(*windows, results),
             TxBody::Transfer { .. }
             | TxBody::NodeDeregister { .. }
             | TxBody::NodeBenchmark { .. }

@@ -485,6 +485,40 @@ pub(crate) fn assert_same_state(a: &State, b: &State) {
         b.total_voting_power(),
         "total voting power"
     );
+    assert_eq!(
+        a.open_work_windows().collect::<Vec<_>>(),
+        b.open_work_windows().collect::<Vec<_>>(),
+        "open work windows"
+    );
+    for epoch in a.epoch().saturating_sub(1)..=a.epoch() {
+        assert_eq!(
+            a.work_targets(epoch),
+            b.work_targets(epoch),
+            "work targets of epoch {epoch}"
+        );
+        for node in a.nodes() {
+            assert_eq!(
+                a.node_work(&node.id, epoch),
+                b.node_work(&node.id, epoch),
+                "work of {} in epoch {epoch}",
+                node.id
+            );
+            assert_eq!(
+                a.targets_in(epoch, &node.id),
+                b.targets_in(epoch, &node.id),
+                "targets of {} in epoch {epoch}",
+                node.id
+            );
+        }
+    }
+    for node in a.nodes() {
+        assert_eq!(
+            a.node_down_windows(&node.id),
+            b.node_down_windows(&node.id),
+            "down windows of {}",
+            node.id
+        );
+    }
 }
 
 /// Applies a block's rows to a store map.
@@ -653,10 +687,11 @@ impl Chain {
                 || matches!(p.activation, Some(Activation::Pending { height }) if height <= self.state.height() + 1)
         });
         // A benchmark's spacing is counted in blocks, and admission judges
-        // against the last block's height.
+        // against the last block's height; a work report's windows are
+        // judged against the block's time.
         let time_sensitive = matches!(
             step.body,
-            TxBody::AppUpdate { .. } | TxBody::NodeBenchmark { .. }
+            TxBody::AppUpdate { .. } | TxBody::NodeBenchmark { .. } | TxBody::WorkReport { .. }
         ) || governance_due
             || self
                 .state
