@@ -1,8 +1,9 @@
 //! Runs the real `flux` binary with a temporary home: the keystore, a devnet
-//! end to end, the errors a user can cause, a node killed with SIGKILL
-//! under load, and four-node networks of node processes: agreement, a
-//! transfer visible everywhere, a crashed validator that catches up, and a
-//! halt with two of four down that resumes when one returns.
+//! end to end (nodes that confirm themselves by benchmark, an app run as
+//! processes by the exec driver), the errors a user can cause, a node killed
+//! with SIGKILL under load, and four-node networks of node processes:
+//! agreement, a transfer visible everywhere, a crashed validator that catches
+//! up, and a halt with two of four down that resumes when one returns.
 //!
 //! Each test that starts nodes uses its own range of loopback addresses
 //! (127.0.N.x, N distinct per test) and a free API port, so tests run in
@@ -22,10 +23,10 @@ use serde_json::Value;
 mod apps;
 #[path = "cli/containers.rs"]
 mod containers;
-#[path = "cli/rolling.rs"]
-mod rolling;
 #[path = "cli/gateway.rs"]
 mod gateway;
+#[path = "cli/rolling.rs"]
+mod rolling;
 
 const FLUX: &str = env!("CARGO_BIN_EXE_flux");
 /// How long a node gets to answer after it was started.
@@ -184,9 +185,22 @@ impl Process {
         log: PathBuf,
         node_logs: Vec<PathBuf>,
     ) -> Process {
+        Process::spawn_with(name, flux, args, &[], log, node_logs)
+    }
+
+    /// [`Process::spawn`] with extra environment variables.
+    fn spawn_with(
+        name: &str,
+        flux: &Flux,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: PathBuf,
+        node_logs: Vec<PathBuf>,
+    ) -> Process {
         let file = std::fs::File::create(&log).expect("create log");
         let child = flux
             .command(args)
+            .envs(env.iter().copied())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
@@ -282,13 +296,18 @@ impl Setup {
     }
 
     fn devnet_up(&self) -> Process {
+        self.devnet_up_with(&[])
+    }
+
+    /// `flux devnet up` with extra environment variables (`FLUX_DRIVER`).
+    fn devnet_up_with(&self, env: &[(&str, &str)]) -> Process {
         let dir = self.devnet_dir();
         let (dir_text, ip, port) = (
             dir.display().to_string(),
             self.ip.to_string(),
             self.port.to_string(),
         );
-        let mut process = Process::spawn(
+        let mut process = Process::spawn_with(
             "flux devnet up",
             &self.flux,
             &[
@@ -301,6 +320,7 @@ impl Setup {
                 "--api-port",
                 &port,
             ],
+            env,
             self.root
                 .join(format!("devnet-up-{}.log", std::process::id())),
             vec![dir.join("node-0").join("node.log")],
@@ -549,11 +569,77 @@ fn devnet_refuses_what_it_cannot_do() {
     );
 }
 
+/// Waits until `count` nodes are registered and every one is confirmed
+/// (each benchmarks itself once registered); returns `flux node list`.
+fn wait_confirmed(flux: &Flux, count: usize, logs: impl Fn() -> String) -> Value {
+    let mut nodes = Value::Null;
+    wait_for(
+        &format!("{count} nodes to confirm themselves by benchmark"),
+        START_TIMEOUT,
+        logs,
+        || {
+            let run = flux.run(&["--json", "node", "list"]);
+            nodes = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+            nodes.as_array().is_some_and(|list| {
+                list.len() == count && list.iter().all(|n| n["status"] == "confirmed")
+            })
+        },
+    );
+    nodes
+}
+
+/// The busybox binary the exec driver's example app runs with.
+fn busybox() -> PathBuf {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox is needed for the exec driver tests: apt-get install busybox-static")
+}
+
+/// Kills the processes the exec driver of a devnet's nodes left running
+/// (they outlive their node on purpose), also when the test fails.
+struct ExecLeftovers(PathBuf);
+
+impl Drop for ExecLeftovers {
+    fn drop(&mut self) {
+        let Ok(nodes) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for node in nodes.flatten() {
+            let records = node.path().join("data/exec/instances");
+            for record in std::fs::read_dir(records).into_iter().flatten().flatten() {
+                let Some(pid) = std::fs::read_to_string(record.path())
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                    .and_then(|record| record["pid"].as_i64())
+                else {
+                    continue;
+                };
+                // Only a process of this devnet (its data directory is in
+                // the environment): the pid may have been reused.
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                if String::from_utf8_lossy(&environ).contains(&*self.0.to_string_lossy()) {
+                    // SAFETY: kill(2) of a process group this test's nodes started.
+                    unsafe {
+                        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn devnet_end_to_end() {
     let setup = Setup::new(Ipv4Addr::new(127, 0, 1, 1));
     let flux = &setup.flux;
-    let mut devnet = setup.devnet_up();
+    // Apps run as processes with the exec driver here (the Docker driver
+    // has its own devnet test in cli/apps.rs).
+    let exec = [("FLUX_DRIVER", "exec")];
+    let mut devnet = setup.devnet_up_with(&exec);
+    let _leftovers = ExecLeftovers(setup.devnet_dir());
+    let node_ips: Vec<Ipv4Addr> = (1..=4).map(|i| Ipv4Addr::new(127, 0, 1, i)).collect();
 
     // The development keys are in the keystore and funded.
     let keys = flux.json(&["keys", "list"]);
@@ -565,6 +651,16 @@ fn devnet_end_to_end() {
         .collect();
     assert_eq!(names, ["dev0", "dev1", "dev2", "dev3"]);
     assert_eq!(flux.balance("dev0"), "1000000.00000000");
+
+    // The four nodes register themselves as hosts and confirm themselves
+    // by benchmark, with no manual step.
+    let nodes = wait_confirmed(flux, 4, || devnet.logs());
+    let devnet_ids: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
 
     let status = flux.json(&["chain", "status"]);
     assert_eq!(status["chain_id"], "flux-devnet");
@@ -655,7 +751,28 @@ fn devnet_end_to_end() {
     );
     assert_eq!(flux.json(&["app", "list"]).as_array().unwrap().len(), 0);
 
-    let deployed = flux.json(&["app", "deploy", &hello, "--from", "alice"]);
+    // The example app as processes: busybox runs its script (the exec
+    // driver ignores the image), serving its pages from the data directory.
+    let mut exec_spec: Value = serde_json::from_str(&text).unwrap();
+    exec_spec["compose"][0]["commands"] = serde_json::json!([
+        busybox().display().to_string(),
+        "sh",
+        repo_root()
+            .join("images/hello/hello.sh")
+            .display()
+            .to_string(),
+    ]);
+    exec_spec["compose"][0]["environmentParameters"] =
+        serde_json::json!(["GREETING=hello", "WWW_DIR=www"]);
+    let hello_exec = setup.root.join("hello-exec.json");
+    std::fs::write(&hello_exec, exec_spec.to_string()).unwrap();
+    let deployed = flux.json(&[
+        "app",
+        "deploy",
+        hello_exec.to_str().unwrap(),
+        "--from",
+        "alice",
+    ]);
     assert_eq!(deployed["status"], "committed", "{deployed}");
     let detail = &deployed["receipt"]["detail"];
     assert_eq!(detail["type"], "app_registered", "{deployed}");
@@ -686,6 +803,38 @@ fn devnet_end_to_end() {
     assert!(error.contains("no app named 'nosuchapp'"), "{error}");
     let error = flux.fails(&["app", "deploy", &hello, "--from", "dev2"]);
     assert!(error.contains("already exists"), "{error}");
+
+    // The ledger places the three instances on three of the devnet's
+    // confirmed nodes, and each answers there on the app's port.
+    let answering = || -> Vec<String> {
+        node_ips
+            .iter()
+            .filter_map(|ip| apps::http_get((*ip, 31_000).into(), "/whoami"))
+            .collect()
+    };
+    wait_for(
+        "hello's three instances to answer",
+        NETWORK_TIMEOUT,
+        || {
+            let status = flux.run(&["app", "status", "hello"]);
+            format!("{}\n{}{}", devnet.logs(), status.stdout, status.stderr)
+        },
+        || answering().len() == 3,
+    );
+    let mut instances: Vec<String> = answering()
+        .iter()
+        .map(|body| body.split(['#', '@']).nth(1).unwrap_or("").to_string())
+        .collect();
+    instances.sort();
+    assert_eq!(instances, ["0", "1", "2"], "{:?}", answering());
+    let status = flux.json(&["app", "status", "hello"]);
+    assert_eq!(status["placed"], 3, "{status}");
+    for placement in status["placements"].as_array().unwrap() {
+        let node = placement["node"].as_str().unwrap_or("");
+        assert!(devnet_ids.contains(&node), "{status}");
+    }
+    let human = flux.ok(&["app", "status", "hello"]);
+    assert!(human.contains("placed: 3 of 3"), "{human}");
 
     // Nodes: register locks the collateral, deregister unlocks it.
     let endpoint = format!("{}:{}", setup.ip, setup.port);
@@ -720,7 +869,8 @@ fn devnet_end_to_end() {
     assert_eq!(mine[0]["tier"], "cumulus");
     assert!(flux.ok(&["node", "list"]).contains("EU_CZ"));
 
-    // The node (its key is alice's) benchmarks itself and is confirmed.
+    // No process runs that node (its key is alice's): `flux node benchmark
+    // --submit` measures here and confirms it.
     let scratch = setup.root.join("benchmark");
     std::fs::create_dir_all(&scratch).unwrap();
     let scratch = scratch.display().to_string();
@@ -750,27 +900,6 @@ fn devnet_end_to_end() {
         .find(|n| n["owner"] == alice.as_str())
         .expect("alice's node");
     assert_eq!(mine["status"], "confirmed", "{nodes}");
-    // The ledger places one of hello's instances on it, the only confirmed node.
-    let status = flux.json(&["app", "status", "hello"]);
-    assert_eq!(status["placed"], 1, "{status}");
-    let placed: Vec<&Value> = status["placements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| !p["node"].is_null())
-        .collect();
-    assert_eq!(placed.len(), 1, "{status}");
-    assert_eq!(placed[0]["node"], mine["id"], "{status}");
-    assert_eq!(
-        placed[0]["addresses"],
-        serde_json::json!([format!("{}:31000", setup.ip)]),
-        "{status}"
-    );
-    let human = flux.ok(&["app", "status", "hello"]);
-    assert!(
-        human.contains("placed: 1 of 3") && human.contains(&format!("{}:31000", setup.ip)),
-        "{human}"
-    );
     let error = flux.fails(&[
         "node",
         "register",
@@ -802,6 +931,12 @@ fn devnet_end_to_end() {
         "{removed}"
     );
     assert_eq!(flux.json(&["app", "list"]).as_array().unwrap().len(), 0);
+    wait_for(
+        "hello's processes to stop",
+        NETWORK_TIMEOUT,
+        || devnet.logs(),
+        || answering().is_empty(),
+    );
 
     // `devnet status` sees the four nodes and their peers; a second `up` on
     // the same directory is refused while it runs.
@@ -833,7 +968,7 @@ fn devnet_end_to_end() {
     let error = flux.fails(&["devnet", "up", "--dir", &dir, "--api-port", "1"]);
     assert!(error.contains("not on port 1"), "{error}");
 
-    let _devnet = setup.devnet_up();
+    let _devnet = setup.devnet_up_with(&exec);
     assert_eq!(flux.balance("alice"), balance);
     assert!(flux.json(&["chain", "status"])["height"].as_u64().unwrap() >= height);
     let after = flux.json(&["wallet", "send", "--from", "dev0", "--to", "alice", "1"]);
