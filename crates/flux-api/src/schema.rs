@@ -205,6 +205,48 @@ pub(crate) enum TxBodySchema {
         /// What the node measured.
         report: BenchmarkReportSchema,
     },
+    /// A verifier's probe results, signed by its node key, no fee.
+    WorkReport {
+        /// The epoch whose verifier assignment the report follows.
+        epoch: u64,
+        /// The first probe window reported.
+        first_window: u64,
+        /// How many consecutive windows are reported.
+        windows: u32,
+        /// One bitmap per target.
+        results: Vec<TargetResultsSchema>,
+    },
+}
+
+/// What a verifier probes, tagged by `kind`.
+#[derive(ToSchema)]
+#[schema(as = Target)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum TargetSchema {
+    /// A node's own health.
+    Node {
+        /// The node's id.
+        node: String,
+    },
+    /// One instance of an app.
+    Instance {
+        /// The hosting node's id.
+        host: String,
+        /// The app's name.
+        app: String,
+        /// The instance's index.
+        instance: u32,
+    },
+}
+
+/// One target's results: bit `i % 8` of byte `i / 8` is window `first_window + i`, 1 = up.
+#[derive(ToSchema)]
+#[schema(as = TargetResults)]
+pub(crate) struct TargetResultsSchema {
+    /// What was probed.
+    target: TargetSchema,
+    /// The bitmap's bytes.
+    up: Vec<u8>,
 }
 
 /// A vote.
@@ -491,6 +533,19 @@ pub(crate) enum ReceiptDetailSchema {
         status: NodeStatusSchema,
         /// The figures below their thresholds, each against its threshold.
         shortfalls: Vec<FigureCheckSchema>,
+    },
+    /// A verifier's work report was recorded.
+    WorkReported {
+        /// The verifying node.
+        node: String,
+        /// The epoch whose assignment it follows.
+        epoch: u64,
+        /// The first window reported.
+        first_window: u64,
+        /// Windows reported.
+        windows: u32,
+        /// Targets reported.
+        targets: u32,
     },
 }
 

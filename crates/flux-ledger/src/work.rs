@@ -787,3 +787,70 @@ impl State {
         self.work.windows.iter().map(|(w, e)| (*w, *e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn address(index: usize) -> Address {
+        let mut bytes = [0u8; 20];
+        bytes[..8].copy_from_slice(&(index as u64).to_be_bytes());
+        Address(bytes)
+    }
+
+    proptest! {
+        /// Whatever the ring: verifiers are distinct, never the host, as many
+        /// as wanted while enough other nodes exist, and of distinct operators
+        /// other than the host's whenever the walk's reach holds enough.
+        #[test]
+        fn the_walk_never_picks_the_host_and_spreads_operators(
+            owners in proptest::collection::vec(0usize..6, 1..40),
+            wanted in 1usize..6,
+            host in 0usize..40,
+            start in any::<u64>(),
+        ) {
+            let ring: Vec<(u64, Address, Address)> = owners
+                .iter()
+                .enumerate()
+                .map(|(index, owner)| (index as u64, address(index), address(1_000 + owner)))
+                .collect();
+            let n = ring.len();
+            let host_index = host % n;
+            let host = ring[host_index].1;
+            let host_owner = ring[host_index].2;
+            let chosen = walk(&ring, start, &host, Some(host_owner), wanted);
+            prop_assert!(!chosen.contains(&host));
+            let distinct: BTreeSet<_> = chosen.iter().collect();
+            prop_assert_eq!(distinct.len(), chosen.len());
+            prop_assert_eq!(chosen.len(), wanted.min(n - 1));
+            let first = (start % n as u64) as usize;
+            let reach: BTreeSet<Address> = (0..n.min(wanted * WALK_PER_VERIFIER))
+                .map(|step| ring[(first + step) % n].2)
+                .filter(|owner| *owner != host_owner)
+                .collect();
+            if reach.len() >= wanted {
+                let owner_of = |id: &Address| ring.iter().find(|r| r.1 == *id).map(|r| r.2);
+                let operators: BTreeSet<_> = chosen.iter().map(owner_of).collect();
+                prop_assert_eq!(operators.len(), wanted);
+                prop_assert!(!operators.contains(&Some(host_owner)));
+            }
+        }
+    }
+
+    #[test]
+    fn verified_share_is_in_thousandths_and_nothing_assigned_never_passes() {
+        let work = NodeWork {
+            assigned_windows: 3,
+            verified_windows: 2,
+        };
+        assert_eq!(work.verified_permille(), Some(666));
+        assert!(work.passes(666));
+        assert!(!work.passes(667));
+        assert_eq!(NodeWork::default().verified_permille(), None);
+        assert!(!NodeWork::default().passes(0));
+    }
+}
