@@ -179,11 +179,33 @@ impl Gateway {
     /// the new table (requests in flight finish with the old one), and the
     /// TCP forwarders match it. Backends in both tables keep their health
     /// and pooled connections.
+    ///
+    /// A TCP listener it closes lets go of its port an instant later, as its
+    /// task ends; [`Gateway::update_and_release`] waits for that.
     pub fn update(&self, routes: RouteTable) {
+        // The aborted listener tasks end on their own.
+        drop(self.swap(routes));
+    }
+
+    /// Replaces the route table like [`Gateway::update`], and returns once
+    /// every TCP listener the new table closes has let go of its port: a
+    /// local instance can publish that port on the gateway's address as
+    /// soon as this returns.
+    pub async fn update_and_release(&self, routes: RouteTable) {
+        for closed in self.swap(routes) {
+            // The task was aborted: awaiting it returns once it is dropped,
+            // listener included.
+            let _ = closed.await;
+        }
+    }
+
+    /// Installs `routes` and reconciles the forwarders with them; the tasks
+    /// of the listeners closed.
+    fn swap(&self, routes: RouteTable) -> Vec<JoinHandle<()>> {
         let _runtime = self.runtime.enter();
         let mut forwarders = self.forwarders.lock().expect("forwarders lock");
         let installed = self.shared.install(routes);
-        forwarders.reconcile(&self.shared, &installed);
+        forwarders.reconcile(&self.shared, &installed)
     }
 
     /// Opens the TCP forwarders of the table in force that are not open yet:
@@ -194,7 +216,8 @@ impl Gateway {
         let _runtime = self.runtime.enter();
         let mut forwarders = self.forwarders.lock().expect("forwarders lock");
         let installed = self.shared.installed();
-        forwarders.reconcile(&self.shared, &installed);
+        // The table is the one in force: no listener closes.
+        drop(forwarders.reconcile(&self.shared, &installed));
     }
 
     /// The route table in force.

@@ -32,8 +32,15 @@ pub(crate) struct Forwarders {
 impl Forwarders {
     /// Opens and closes listeners so that exactly the table's forwardable
     /// ports are served. A port that cannot be opened is logged and tried
-    /// again at the next table. Must run inside the runtime.
-    pub(crate) fn reconcile(&mut self, shared: &Arc<Shared>, installed: &Installed) {
+    /// again at the next table. Must run inside the runtime. Returns the
+    /// tasks of the listeners it closed: each has been aborted, and its
+    /// port is free once the task has ended.
+    #[must_use = "a closed listener's port is free only once its task has ended"]
+    pub(crate) fn reconcile(
+        &mut self,
+        shared: &Arc<Shared>,
+        installed: &Installed,
+    ) -> Vec<JoinHandle<()>> {
         let desired: BTreeSet<u16> = if shared.config.tcp_forwarding {
             installed
                 .table
@@ -45,14 +52,20 @@ impl Forwarders {
         } else {
             BTreeSet::new()
         };
-        self.listeners.retain(|port, task| {
-            let keep = desired.contains(port);
-            if !keep {
+        let closing: Vec<u16> = self
+            .listeners
+            .keys()
+            .filter(|port| !desired.contains(port))
+            .copied()
+            .collect();
+        let mut closed = Vec::with_capacity(closing.len());
+        for port in closing {
+            if let Some(task) = self.listeners.remove(&port) {
                 task.abort();
                 tracing::info!(port, "TCP forwarding closed");
+                closed.push(task);
             }
-            keep
-        });
+        }
         for port in desired {
             if self.listeners.contains_key(&port) {
                 continue;
@@ -69,6 +82,7 @@ impl Forwarders {
                 }
             }
         }
+        closed
     }
 
     /// Ports forwarded now.

@@ -9,7 +9,11 @@
 //!
 //! [`NodeGateway::start`] opens the gateway with the table of the state in
 //! force, then swaps in a new table after every finalized block that
-//! changes it (apps, placements, node endpoints, the blocklist).
+//! changes it (apps, placements, node endpoints, the blocklist). After each
+//! block it publishes the height whose routes are in force
+//! ([`NodeGateway::routes_applied`]): the agent waits for it before it
+//! runs that block's placements, so that a port that gains an instance on
+//! this node is no longer forwarded here when the instance publishes it.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::time::Duration;
 use flux_gateway::{Gateway, GatewayConfig, GatewayError, Instance, RouteTable};
 use flux_ledger::State;
 use flux_types::Address;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
@@ -93,6 +98,7 @@ fn endpoint_ip(endpoint: &str) -> Option<IpAddr> {
 pub struct NodeGateway {
     gateway: Arc<Gateway>,
     follower: JoinHandle<()>,
+    applied: watch::Receiver<u64>,
 }
 
 impl NodeGateway {
@@ -110,8 +116,27 @@ impl NodeGateway {
             .ok_or_else(|| NodeError::GatewayRoutes("the route builder stopped".into()))?
             .map_err(|e| NodeError::GatewayRoutes(e.to_string()))?;
         let gateway = Arc::new(Gateway::start(config, table.clone()).await?);
-        let follower = tokio::spawn(follow(chain, Arc::clone(&gateway), node_id, height, table));
-        Ok(NodeGateway { gateway, follower })
+        let (applied_tx, applied) = watch::channel(height);
+        let follower = tokio::spawn(follow(
+            chain,
+            Arc::clone(&gateway),
+            node_id,
+            height,
+            table,
+            applied_tx,
+        ));
+        Ok(NodeGateway {
+            gateway,
+            follower,
+            applied,
+        })
+    }
+
+    /// The height whose routes are in force: TCP forwarders of ports that
+    /// gained an instance on this node by that height are closed, their
+    /// ports free. It closes when the gateway stops following the chain.
+    pub fn routes_applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
     }
 
     /// The address the HTTP gateway listens on.
@@ -147,13 +172,16 @@ async fn build(state: State, node_id: Address) -> Option<Result<RouteTable, Gate
     }
 }
 
-/// Swaps in the routes of each new finalized state that changes them.
+/// Swaps in the routes of each new finalized state that changes them, and
+/// publishes each height once its routes are in force (or kept, when they
+/// cannot be built).
 async fn follow(
     chain: flux_chain::Node,
     gateway: Arc<Gateway>,
     node_id: Address,
     mut height: u64,
     mut last: RouteTable,
+    applied: watch::Sender<u64>,
 ) {
     loop {
         tokio::select! {
@@ -181,13 +209,15 @@ async fn follow(
                     apps = table.apps().count(),
                     "gateway routes changed"
                 );
-                gateway.update(table.clone());
+                // Ports that gained a local instance are free when this returns.
+                gateway.update_and_release(table.clone()).await;
                 last = table;
             }
             // Ports that could not be forwarded yet (a leaving local
             // instance still held one) are tried again at every block.
             Some(Ok(_)) => gateway.retry_forwarding(),
         }
+        applied.send_replace(height);
     }
 }
 

@@ -10,7 +10,7 @@
 //! - `placements`: the instances the ledger placed on this node, as the
 //!   specs the agent runs (pure).
 //! - `agent`: the driver, the reconciler, and the loop that feeds it after
-//!   every finalized block.
+//!   every finalized block, once the gateway has applied that block's routes.
 //! - `benchmark`: the loop that benchmarks this node once it is registered
 //!   and every period after, and submits the report signed by its key.
 //! - `gateway`: the gateway's routes from finalized state (pure), and the
@@ -78,7 +78,9 @@ pub async fn run(
         }
     };
     // The gateway starts first: it takes its routes from the state in
-    // force, so that ports of instances placed here are left free for them.
+    // force, so that ports of instances placed here are left free for them;
+    // after each block, the agent waits for the gateway's routes of that
+    // block before it starts the instances newly placed here.
     let gateway = match options.gateway {
         Some(config) => match NodeGateway::start(node.clone(), node_id, config).await {
             Ok(gateway) => Some(gateway),
@@ -90,7 +92,14 @@ pub async fn run(
         None => None,
     };
     let agent = match options.agent {
-        Some(agent_options) => match Agent::start(node.clone(), node_id, agent_options).await {
+        Some(agent_options) => match Agent::start(
+            node.clone(),
+            node_id,
+            agent_options,
+            gateway.as_ref().map(NodeGateway::routes_applied),
+        )
+        .await
+        {
             Ok(agent) => Some(agent),
             Err(error) => {
                 if let Some(gateway) = gateway {
