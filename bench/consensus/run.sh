@@ -9,7 +9,8 @@
 #   throughput: ACCOUNTS x TXS_PER_ACCOUNT transfers as fast as WORKERS
 #               submitters can post them, BATCH per request to
 #               /api/v1/transactions/batch (BATCH=1: one per request to
-#               /api/v1/transactions)
+#               /api/v1/transactions); TXS_PER_ACCOUNT at most 64, the
+#               mempool's bound per account
 # Prints each run's JSON and the medians over ROUNDS rounds.
 #
 # The devnet and the load generator run at NICE (default -10 when run as

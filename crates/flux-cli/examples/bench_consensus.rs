@@ -86,6 +86,12 @@ fn parse_options() -> Result<Options> {
     {
         bail!("--accounts, --txs-per-account, --workers and --batch must be at least 1");
     }
+    if options.txs_per_account > flux_ledger::NONCE_AHEAD_MAX {
+        bail!(
+            "--txs-per-account is at most {}: the mempool holds no more per account",
+            flux_ledger::NONCE_AHEAD_MAX
+        );
+    }
     if options.batch > BATCH_TXS_MAX {
         bail!("--batch is at most {BATCH_TXS_MAX}, the API's limit");
     }
