@@ -331,6 +331,7 @@ impl Devnet {
                 bail!("--block-interval-ms must be at least 1");
             }
             params.block_interval_ms = interval;
+            params.block_interval_busy_ms = params.block_interval_busy_ms.min(interval);
         }
 
         let dev_keys: Vec<(String, SecretKey)> = (0..count.max(DEV_KEYS_MIN))
@@ -382,13 +383,12 @@ impl Devnet {
                     worker_threads: None,
                 }),
                 // One HTTP thread: a devnet runs several nodes on one machine.
-                // No TCP forwarding: an app's published ports answer on the
-                // nodes that host it, which shows where its instances run;
-                // every node reaches it by name through the HTTP gateway.
+                // TCP forwarding as on any node: an app's published ports
+                // answer on every node's address, like separate machines.
                 gateway: Some(crate::daemon::GatewaySection {
                     listen: Some(SocketAddr::from((host, GATEWAY_PORT))),
                     workers: Some(1),
-                    tcp_forwarding: Some(false),
+                    tcp_forwarding: Some(true),
                     ..crate::daemon::GatewaySection::default()
                 }),
                 // A devnet's thresholds are small: a quick measurement

@@ -1,6 +1,8 @@
 //! Apps run for real on a four-node devnet with the Docker driver: a
 //! 3-instance, 2-component app is deployed and every instance answers on
-//! its node's own address; `flux app status` shows where each runs; the
+//! its node's own address, while the node that hosts none answers on the
+//! app's ports through its gateway's TCP forwarding; `flux app status`
+//! shows where each runs; the
 //! owner reads every instance's logs (past and followed) and stats, another
 //! key is refused, and a signed request is not accepted twice; the
 //! components reach each other by name; a
@@ -12,7 +14,7 @@
 //! The devnet lives on 127.0.41.x; the image is the example image built by
 //! `images/build.sh` (no registry needed).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -89,12 +91,48 @@ fn containers(app: &str) -> BTreeSet<String> {
     ])
 }
 
-/// The node addresses where `web` answers, with what it says.
-fn answering(port: u16) -> Vec<(Ipv4Addr, String)> {
+/// Who answered: the instance and its node, from `app/component#INSTANCE@NODE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Whoami {
+    instance: String,
+    node: String,
+}
+
+fn whoami(body: &str) -> Option<Whoami> {
+    let (rest, node) = body.trim().split_once('@')?;
+    let instance = rest.split_once('#')?.1;
+    Some(Whoami {
+        instance: instance.to_string(),
+        node: node.to_string(),
+    })
+}
+
+/// What answers on `port` at each node's address: an instance of that node,
+/// or one elsewhere through the node's TCP forwarding.
+fn answering(port: u16) -> BTreeMap<Ipv4Addr, Whoami> {
     (0..NODES)
         .map(node_ip)
-        .filter_map(|ip| http_get(SocketAddr::from((ip, port)), "/whoami").map(|body| (ip, body)))
+        .filter_map(|ip| {
+            let body = http_get(SocketAddr::from((ip, port)), "/whoami")?;
+            Some((ip, whoami(&body)?))
+        })
         .collect()
+}
+
+/// The instances that answer on `port` at some node's address, each with
+/// the node it runs on.
+fn instances(port: u16) -> BTreeMap<String, String> {
+    answering(port)
+        .into_values()
+        .map(|w| (w.instance, w.node))
+        .collect()
+}
+
+/// Three instances answer on `port`, each on its own node.
+fn three_on_their_own_nodes(port: u16) -> bool {
+    let instances = instances(port);
+    let nodes: BTreeSet<&String> = instances.values().collect();
+    instances.len() == 3 && nodes.len() == 3
 }
 
 /// dev0 (the owner) reads the logs of all six component instances (past
@@ -298,7 +336,21 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
     let flux = setup.flux.clone();
     // The nodes register themselves and confirm themselves by benchmark;
     // only confirmed nodes get instances.
-    super::wait_confirmed(&flux, usize::from(NODES), || devnet.logs());
+    let nodes = super::wait_confirmed(&flux, usize::from(NODES), || devnet.logs());
+    // Node address -> node id, from its endpoint.
+    let node_at: BTreeMap<Ipv4Addr, String> = nodes
+        .as_array()
+        .expect("node list")
+        .iter()
+        .filter_map(|n| {
+            let endpoint: SocketAddr = n["endpoint"].as_str()?.parse().ok()?;
+            let std::net::IpAddr::V4(ip) = endpoint.ip() else {
+                return None;
+            };
+            Some((ip, n["id"].as_str()?.to_string()))
+        })
+        .collect();
+    assert_eq!(node_at.len(), usize::from(NODES), "{nodes:#}");
 
     let app = format!("apps{}", std::process::id());
     let owner = flux.json(&["keys", "show", "dev0"])["address"]
@@ -311,29 +363,46 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
     let deployed = Instant::now();
     flux.ok(&["app", "deploy", &spec_text, "--from", "dev0"]);
 
-    // Every instance answers, each on its own node, in both components.
+    // Every instance answers, each on its own node, in both components, and
+    // every node's address answers on both ports.
     wait_for(
-        "three instances of both components to answer",
+        "three instances of both components to answer, on every node's address",
         APP_TIMEOUT,
         || format!("{}\n{:?}", devnet.logs(), containers(&app)),
-        || answering(WEB_PORT).len() == 3 && answering(API_PORT).len() == 3,
+        || {
+            three_on_their_own_nodes(WEB_PORT)
+                && three_on_their_own_nodes(API_PORT)
+                && answering(WEB_PORT).len() == usize::from(NODES)
+                && answering(API_PORT).len() == usize::from(NODES)
+        },
     );
     println!(
         "deploy to three answering instances: {:?}",
         deployed.elapsed()
     );
-    let web = answering(WEB_PORT);
-    let instances: BTreeSet<&str> = web
-        .iter()
-        .map(|(_, body)| {
-            body.split_once('#')
-                .and_then(|(_, rest)| rest.split_once('@'))
-                .map(|(instance, _)| instance)
-                .unwrap_or("")
-        })
-        .collect();
-    assert_eq!(instances, BTreeSet::from(["0", "1", "2"]), "{web:?}");
+    let web = instances(WEB_PORT);
+    let ids: BTreeSet<&str> = web.keys().map(String::as_str).collect();
+    assert_eq!(ids, BTreeSet::from(["0", "1", "2"]), "{web:?}");
     assert_eq!(containers(&app).len(), 6, "{:?}", containers(&app));
+    // A hosting node's address reaches its own instance; the node that hosts
+    // none forwards both ports to an instance elsewhere.
+    let hosting: BTreeSet<&String> = web.values().collect();
+    for port in [WEB_PORT, API_PORT] {
+        let answers = answering(port);
+        for (ip, node) in &node_at {
+            let Some(answer) = answers.get(ip) else {
+                panic!("nothing answers on {ip}:{port}: {answers:?}");
+            };
+            if hosting.contains(node) {
+                assert_eq!(&answer.node, node, "{ip}:{port}: {answers:?}");
+            } else {
+                assert!(
+                    answer.node != *node && hosting.contains(&answer.node),
+                    "{ip}:{port} hosts none, forwarded to {answer:?}"
+                );
+            }
+        }
+    }
 
     // `flux app status` asks the hosting nodes: six component instances
     // running, on three nodes, each with its published port.
@@ -378,7 +447,7 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
         || {
             docker(&["inspect", "-f", "{{.State.Running}}", &victim])
                 .is_some_and(|s| s.trim() == "true")
-                && answering(WEB_PORT).len() == 3
+                && three_on_their_own_nodes(WEB_PORT)
         },
     );
 
@@ -392,7 +461,7 @@ fn apps_run_in_containers_on_a_four_node_devnet() {
         "the app to answer after the restart",
         APP_TIMEOUT,
         || devnet.logs(),
-        || answering(WEB_PORT).len() == 3 && answering(API_PORT).len() == 3,
+        || three_on_their_own_nodes(WEB_PORT) && three_on_their_own_nodes(API_PORT),
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(

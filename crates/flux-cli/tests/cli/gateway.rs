@@ -8,8 +8,8 @@
 //! Without a Docker engine the test says SKIPPED and passes.
 //!
 //! The devnet lives on 127.0.42.x (gateways on port 16180, with TCP
-//! forwarding of published ports turned on, which a devnet leaves off, and
-//! checked once); the image is
+//! forwarding of published ports, as a devnet has by default, checked
+//! once); the image is
 //! the example image built by `images/build.sh`, whose `/cgi-bin/bytes?N`
 //! streams N bytes and whose `ws.sh` echoes WebSocket messages.
 
@@ -323,31 +323,9 @@ fn apps_answer_by_name_through_every_nodes_gateway() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    // The devnet's nodes, with TCP forwarding turned on in their gateways
-    // (a devnet leaves it off): every node's address reaches every app's
-    // published ports.
+    // A default devnet: its gateways forward published ports over TCP, so
+    // every node's address reaches every app's published ports.
     let setup = Setup::new(node_ip(0));
-    let dir = setup.devnet_dir();
-    setup.flux.ok(&[
-        "devnet",
-        "init",
-        "--dir",
-        &dir.display().to_string(),
-        "--api-host",
-        &node_ip(0).to_string(),
-        "--api-port",
-        &setup.port.to_string(),
-    ]);
-    for i in 0..NODES {
-        let path = dir.join(format!("node-{i}/config.toml"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("tcp_forwarding = false"), "{text}");
-        std::fs::write(
-            &path,
-            text.replace("tcp_forwarding = false", "tcp_forwarding = true"),
-        )
-        .unwrap();
-    }
     let devnet = setup.devnet_up();
     let flux = setup.flux.clone();
     let mut nodes = Value::Null;
@@ -482,7 +460,7 @@ fn apps_answer_by_name_through_every_nodes_gateway() {
     );
 
     // The app's published port answers on the address of a node that hosts
-    // none, forwarded over TCP to an instance elsewhere.
+    // none (a default devnet), forwarded over TCP to an instance elsewhere.
     let forwarded = ok_body(
         SocketAddr::from((node_ip(idle), WEB_PORT)),
         "any",
