@@ -132,6 +132,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temporary directory");
         let node_key = SecretKey::development("validator0");
         params.block_interval_ms = BLOCK_INTERVAL_MS;
+        params.block_interval_busy_ms = BLOCK_INTERVAL_MS;
         let genesis = Genesis {
             chain_id: CHAIN_ID.into(),
             genesis_time_ms: now_ms(),

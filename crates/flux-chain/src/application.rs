@@ -25,6 +25,7 @@ use flux_ledger::{
 use flux_store::StoreError;
 use flux_types::codec::{BLOCK_SIZE_BYTES_MAX, BLOCK_TXS_MAX};
 use flux_types::{Block, Hash, PublicKey};
+use tokio::sync::Notify;
 
 use crate::shared::Shared;
 
@@ -89,6 +90,13 @@ pub(crate) trait Application: Send + Sync + 'static {
     /// block at or below the finalized height is accepted without effect if
     /// it is the one stored there (engines may deliver a block twice).
     fn finalized(&self, block: Block) -> Result<(), ApplicationError>;
+
+    /// Whether the mempool holds a transaction a block on `parent` could
+    /// include (false if `parent` is unknown).
+    fn has_work(&self, parent: Hash) -> bool;
+
+    /// Notified when transactions enter the mempool.
+    fn arrivals(&self) -> &Notify;
 }
 
 /// A block executed but not finalized.
@@ -169,6 +177,15 @@ impl Application for Ledger {
     fn last_finalized(&self) -> (u64, Hash) {
         let state = self.shared.state();
         (state.height(), state.last_block_hash())
+    }
+
+    fn has_work(&self, parent: Hash) -> bool {
+        self.state_of(parent)
+            .is_some_and(|state| self.shared.has_includable(&state))
+    }
+
+    fn arrivals(&self) -> &Notify {
+        self.shared.arrivals()
     }
 
     fn propose(&self, parent: Hash, now_ms: u64) -> Result<Block, ApplicationError> {
@@ -301,6 +318,9 @@ pub(crate) mod tests {
         pub(crate) finalized: Mutex<(u64, Hash)>,
         /// `finalized` fails at this height.
         pub(crate) fail_at: Option<u64>,
+        /// What `has_work` answers.
+        pub(crate) work: std::sync::atomic::AtomicBool,
+        pub(crate) arrivals: Notify,
     }
 
     impl Application for Recorder {
@@ -346,6 +366,14 @@ pub(crate) mod tests {
             }
             *self.finalized.lock().unwrap() = (block.height(), block.hash());
             Ok(())
+        }
+
+        fn has_work(&self, _parent: Hash) -> bool {
+            self.work.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn arrivals(&self) -> &Notify {
+            &self.arrivals
         }
     }
 }

@@ -42,7 +42,9 @@ pub struct NodeConfig {
     pub genesis: Genesis,
     /// The node's own key (proposer identity).
     pub node_key: SecretKey,
-    /// Interval between blocks, ms (at least 1); empty blocks are produced too.
+    /// Interval between blocks while no transaction waits, ms (at least 1);
+    /// empty blocks are produced too. When transactions wait, blocks follow
+    /// each other after the genesis's `block_interval_busy_ms` (at most this).
     pub block_interval_ms: u64,
     /// Most transactions held in the mempool; beyond it submissions are refused.
     pub mempool_txs_max: usize,
@@ -169,6 +171,8 @@ struct Inner {
     genesis: Arc<Genesis>,
     data_dir: PathBuf,
     block_interval_ms: u64,
+    /// Shortest interval between blocks when transactions wait, ms.
+    block_interval_busy_ms: u64,
     /// Where submitted transactions go to be gossiped (network engines only).
     gossip: Option<Mutex<futures::channel::mpsc::Sender<SignedTransaction>>>,
     /// The other end, until the engine takes it.
@@ -244,6 +248,12 @@ impl Node {
         {
             tracing::warn!(node_key = %proposer, "this node's key is not a genesis validator; it produces blocks alone all the same");
         }
+        // The node's own interval may be shorter than the genesis's.
+        let block_interval_busy_ms = genesis
+            .params
+            .block_interval_busy_ms
+            .min(block_interval_ms)
+            .max(1);
         let (store, state) = open(&data_dir, &genesis)?;
         tracing::info!(height = state.height(), state_root = %state.state_root(), path = %store.path().display(), "chain loaded");
         let limits = mempool::Limits {
@@ -255,7 +265,10 @@ impl Node {
         let (engine, gossip, gossip_queue) = match kind {
             EngineKind::Solo => (
                 Engine::Solo(solo::start(
-                    solo::Config { block_interval_ms },
+                    solo::Config {
+                        block_interval_ms,
+                        block_interval_busy_ms,
+                    },
                     ledger.clone(),
                 )),
                 None,
@@ -281,6 +294,7 @@ impl Node {
                 genesis: Arc::new(genesis),
                 data_dir,
                 block_interval_ms,
+                block_interval_busy_ms,
                 gossip,
                 gossip_queue: Mutex::new(gossip_queue),
             }),
@@ -318,6 +332,7 @@ impl Node {
                 .timeouts
                 .unwrap_or_else(|| consensus::Timeouts::for_block_interval(block_interval)),
             block_interval,
+            block_interval_busy: Duration::from_millis(self.inner.block_interval_busy_ms),
             gossip,
         })
     }

@@ -248,6 +248,14 @@ impl Mempool {
         next
     }
 
+    /// Whether a block on top of `state` could include a held transaction:
+    /// some account's next nonce in `state` is pending. Stops at the first.
+    pub(crate) fn has_includable(&self, state: &State) -> bool {
+        self.accounts
+            .iter()
+            .any(|(sender, queue)| queue.contains_key(&state.account(sender).nonce))
+    }
+
     /// Transactions for a block on top of `state`: highest fee first across
     /// accounts (ties in admission order), each account strictly in nonce
     /// order from its next nonce in `state`, at most `txs_max` transactions
@@ -443,6 +451,17 @@ mod tests {
         );
         assert!(!pool.contains(&first.hash()));
         assert_eq!(picked(&pool, 10), vec![("a".into(), 0, 20)]);
+    }
+
+    #[test]
+    fn only_a_next_nonce_makes_a_transaction_includable() {
+        let mut pool = pool(10);
+        assert!(!pool.has_includable(&state()));
+        // A gap: nonce 1 waits for nonce 0, so no block can take it yet.
+        pool.insert(tx("a", 1, 10), 0).unwrap();
+        assert!(!pool.has_includable(&state()));
+        pool.insert(tx("a", 0, 10), 0).unwrap();
+        assert!(pool.has_includable(&state()));
     }
 
     #[test]

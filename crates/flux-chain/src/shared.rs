@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use flux_ledger::{State, TxError};
 use flux_store::{Store, StoreError};
 use flux_types::{Address, Block, Hash, SignedTransaction};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::mempool::{Inserted, Limits, Mempool};
 use crate::rejections::{REJECTIONS_MAX, Rejections};
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     state: RwLock<State>,
     pool: Mutex<Pool>,
+    /// Woken when transactions enter the mempool.
+    arrivals: Notify,
     /// Dropped at shutdown, which releases every height waiter.
     height_sender: Mutex<Option<watch::Sender<u64>>>,
     height: watch::Receiver<u64>,
@@ -52,6 +54,7 @@ impl Shared {
                 mempool: Mempool::new(limits),
                 rejections: Rejections::new(REJECTIONS_MAX),
             }),
+            arrivals: Notify::new(),
             height_sender: Mutex::new(Some(sender)),
             height,
             stopping: AtomicBool::new(false),
@@ -71,6 +74,19 @@ impl Shared {
 
     pub(crate) fn pool(&self) -> MutexGuard<'_, Pool> {
         self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What block producers wait on for transactions to arrive: every
+    /// submission that adds to the mempool wakes the waiters registered
+    /// (`Notified::enable`) before it.
+    pub(crate) fn arrivals(&self) -> &Notify {
+        &self.arrivals
+    }
+
+    /// Whether the mempool holds a transaction a block on top of `state`
+    /// could include (the next nonce of its signer there).
+    pub(crate) fn has_includable(&self, state: &State) -> bool {
+        self.pool().mempool.has_includable(state)
     }
 
     /// Transactions in the mempool.
@@ -156,6 +172,7 @@ impl Shared {
         // A block finalized meanwhile: check the effects again against it.
         let recheck = (state.height() != checked.height()).then_some(&*state);
         let height = state.height();
+        let mut added = false;
         for ((tx, result), hash) in txs.into_iter().zip(results.iter_mut()).zip(hashes) {
             if result.is_err() {
                 continue;
@@ -174,8 +191,9 @@ impl Shared {
                 continue;
             }
             match pool.mempool.insert_hashed(tx, hash, height) {
-                Ok(Inserted::New) => {}
+                Ok(Inserted::New) => added = true,
                 Ok(Inserted::Replaced(old)) => {
+                    added = true;
                     pool.rejections.record(
                         old,
                         "replaced",
@@ -186,6 +204,11 @@ impl Shared {
                 }
                 Err(error) => *result = Err(error),
             }
+        }
+        drop(state);
+        drop(pool);
+        if added {
+            self.arrivals.notify_waiters();
         }
         results
     }

@@ -210,6 +210,48 @@ async fn empty_blocks_advance_chain_time_and_wait_for_height_wakes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_chain_waits_the_full_interval_and_a_transaction_goes_out_at_once() {
+    const IDLE_MS: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.genesis.params.block_interval_ms = IDLE_MS;
+    config.genesis.params.block_interval_busy_ms = 50;
+    config.block_interval_ms = IDLE_MS;
+    let node = Node::start(config).await.unwrap();
+    // Idle: the second block comes a whole interval after the first.
+    within("height 2", node.wait_for_height(2)).await;
+    let first = node.block(1).unwrap().unwrap();
+    let second = node.block(2).unwrap().unwrap();
+    assert!(second.txs.is_empty());
+    let gap = second.header.timestamp_ms - first.header.timestamp_ms;
+    assert!(gap >= IDLE_MS, "idle blocks {gap} ms apart");
+    // Busy: a transfer submitted just after a block does not wait out the
+    // idle interval (generous bound for a loaded machine, well under it).
+    let submitted = std::time::Instant::now();
+    let hash = node
+        .submit(transfer("alice", 0, "bob", Amount::flux(1)))
+        .unwrap();
+    let receipt = committed(&node, hash).await;
+    let waited = submitted.elapsed();
+    assert!(
+        waited < Duration::from_millis(IDLE_MS / 2),
+        "the transfer took {waited:?}"
+    );
+    let block = node.block(receipt.height).unwrap().unwrap();
+    let parent = node.block(receipt.height - 1).unwrap().unwrap();
+    assert!(
+        block.header.timestamp_ms - parent.header.timestamp_ms < IDLE_MS / 2,
+        "a busy block came {} ms after its parent",
+        block.header.timestamp_ms - parent.header.timestamp_ms
+    );
+    // Idle again: the next block waits the full interval once more.
+    within("the next block", node.wait_for_height(receipt.height + 1)).await;
+    let next = node.block(receipt.height + 1).unwrap().unwrap();
+    assert!(next.header.timestamp_ms - block.header.timestamp_ms >= IDLE_MS);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_transactions_are_refused_at_submit_with_the_ledger_code() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(config(dir.path())).await.unwrap();

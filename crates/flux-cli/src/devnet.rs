@@ -331,6 +331,7 @@ impl Devnet {
                 bail!("--block-interval-ms must be at least 1");
             }
             params.block_interval_ms = interval;
+            params.block_interval_busy_ms = params.block_interval_busy_ms.min(interval);
         }
 
         let dev_keys: Vec<(String, SecretKey)> = (0..count.max(DEV_KEYS_MIN))

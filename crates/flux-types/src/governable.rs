@@ -683,9 +683,11 @@ mod tests {
     use super::*;
 
     /// Params that are deliberately not governable, with the reason.
-    const FIXED: [&str; 5] = [
+    const FIXED: [&str; 6] = [
         // The block interval is the consensus engine's timing, set in genesis.
         "block_interval_ms",
+        // The busy block interval too: nodes pace their proposals by it.
+        "block_interval_busy_ms",
         // Consensus numbers its epochs from the genesis value; a new length
         // needs a switch at an epoch boundary that every node makes together.
         "epoch_length_blocks",

@@ -20,7 +20,9 @@ use commonware_consensus::simplex::scheme::ed25519::Scheme;
 use commonware_consensus::simplex::types::Context;
 use commonware_cryptography::{Digested, ed25519};
 use commonware_runtime::{Clock, Metrics, Spawner};
+use flux_types::Hash;
 use futures::StreamExt as _;
+use futures::future::Either;
 
 use super::block::{ChainBlock, Digest, digest_of};
 use super::epochs::flux_key;
@@ -36,8 +38,10 @@ const CATCH_UP_POLL_MS: u64 = 50;
 #[derive(Clone)]
 pub(crate) struct FluxApp {
     ledger: Arc<Ledger>,
-    /// Shortest time between a block and its child.
+    /// Time between a block and its child while no transaction waits.
     block_interval: Duration,
+    /// Shortest time between a block and its child when transactions wait.
+    block_interval_busy: Duration,
 }
 
 /// Why the state of a block's parent is not available.
@@ -49,10 +53,38 @@ enum Missing {
 }
 
 impl FluxApp {
-    pub(crate) fn new(ledger: Arc<Ledger>, block_interval: Duration) -> FluxApp {
+    pub(crate) fn new(
+        ledger: Arc<Ledger>,
+        block_interval: Duration,
+        block_interval_busy: Duration,
+    ) -> FluxApp {
         FluxApp {
             ledger,
             block_interval,
+            block_interval_busy: block_interval_busy.min(block_interval),
+        }
+    }
+
+    /// Waits until a block on `parent` (timed `parent_ms`) is due:
+    /// `block_interval_busy` after the parent if the mempool holds a
+    /// transaction it can include by then, else as soon as one arrives, and
+    /// `block_interval` after the parent at the latest.
+    async fn wait_for_turn(&self, context: &impl Clock, parent: Hash, parent_ms: u64) {
+        let busy_at = parent_ms.saturating_add(duration_ms(self.block_interval_busy));
+        let idle_at = parent_ms.saturating_add(duration_ms(self.block_interval));
+        context.sleep_until(system_time(busy_at)).await;
+        let arrivals = self.ledger.shared().arrivals();
+        loop {
+            // Registered before the check, so an arrival in between is not missed.
+            let mut arrived = std::pin::pin!(arrivals.notified());
+            arrived.as_mut().enable();
+            if self.ledger.has_work(parent) {
+                return;
+            }
+            let idle = std::pin::pin!(context.sleep_until(system_time(idle_at)));
+            if let Either::Right(_) = futures::future::select(arrived, idle).await {
+                return;
+            }
         }
     }
 
@@ -137,6 +169,10 @@ fn system_time(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -167,12 +203,13 @@ where
         }
         // Simplex starts the next view as soon as the previous one is
         // certified: pacing here keeps an idle network at one block per
-        // interval instead of as many as the links allow.
-        let earliest = parent_block.header.timestamp_ms + self.block_interval.as_millis() as u64;
-        context.sleep_until(system_time(earliest)).await;
+        // interval, and a busy one at one per busy interval, instead of as
+        // many as the links allow.
+        let parent_hash = parent.inner().hash();
+        self.wait_for_turn(&context, parent_hash, parent_block.header.timestamp_ms)
+            .await;
         let now = millis(context.current());
         let ledger = self.ledger.clone();
-        let parent_hash = parent.inner().hash();
         let built = blocking(&context, move || ledger.propose(parent_hash, now)).await?;
         match built {
             Ok(block) => {

@@ -121,7 +121,10 @@ pub(crate) struct Settings {
     pub(crate) eligibility: Eligibility,
     pub(crate) p2p_port: u16,
     pub(crate) timeouts: Timeouts,
+    /// Interval between blocks while no transaction waits.
     pub(crate) block_interval: Duration,
+    /// Shortest interval between blocks when transactions wait.
+    pub(crate) block_interval_busy: Duration,
     pub(crate) gossip: futures::channel::mpsc::Receiver<SignedTransaction>,
 }
 
@@ -171,6 +174,7 @@ where
         p2p_port,
         timeouts,
         block_interval,
+        block_interval_busy,
         gossip: gossip_queue,
     } = settings;
     let me = signer.public_key();
@@ -331,7 +335,7 @@ where
         .child("committer")
         .spawn(move |context| committer.run(context, finalized));
 
-    let application = FluxApp::new(ledger.clone(), block_interval);
+    let application = FluxApp::new(ledger.clone(), block_interval, block_interval_busy);
     let wrapper = Inline::new(
         context.child("inline"),
         application,

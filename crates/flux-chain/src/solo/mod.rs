@@ -1,6 +1,8 @@
 //! The single-validator engine: one node proposes, verifies and finalizes a
-//! block on every tick of `block_interval_ms`, empty blocks included, so that
-//! chain time advances even when nobody transacts.
+//! block `block_interval_busy_ms` after the previous one when transactions
+//! wait (or as soon as one arrives), and `block_interval_ms` after it
+//! otherwise, empty blocks included, so that chain time advances even when
+//! nobody transacts.
 //!
 //! It drives the same [`Application`] steps as a BFT engine does, so
 //! replacing it changes who decides finality, not what a block is.
@@ -26,8 +28,12 @@ pub(crate) const BLOCK_INTERVAL_MS_MIN: u64 = 1;
 /// How the engine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Config {
-    /// Interval between blocks, ms (at least [`BLOCK_INTERVAL_MS_MIN`]).
+    /// Interval between blocks while no transaction waits, ms (at least
+    /// [`BLOCK_INTERVAL_MS_MIN`]).
     pub(crate) block_interval_ms: u64,
+    /// Shortest interval between blocks when transactions wait, ms (at
+    /// least [`BLOCK_INTERVAL_MS_MIN`], at most `block_interval_ms`).
+    pub(crate) block_interval_busy_ms: u64,
 }
 
 /// Spawns the engine on the current tokio runtime and returns its mailbox.
@@ -61,6 +67,7 @@ mod tests {
         let mailbox = start(
             Config {
                 block_interval_ms: 1,
+                block_interval_busy_ms: 1,
             },
             application.clone(),
         );
@@ -86,6 +93,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiting_transactions_bring_the_next_block_forward() {
+        let application = Arc::new(Recorder::default());
+        application
+            .work
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // A minute between idle blocks: only the busy interval can make three in time.
+        let mailbox = start(
+            Config {
+                block_interval_ms: 60_000,
+                block_interval_busy_ms: 1,
+            },
+            application.clone(),
+        );
+        until("three blocks", || application.last_finalized().0 >= 3).await;
+        mailbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_arrival_ends_the_idle_wait() {
+        let application = Arc::new(Recorder::default());
+        let mailbox = start(
+            Config {
+                block_interval_ms: 60_000,
+                block_interval_busy_ms: 1,
+            },
+            application.clone(),
+        );
+        until("the first block", || application.last_finalized().0 >= 1).await;
+        application
+            .work
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        application.arrivals.notify_waiters();
+        until("the second block", || application.last_finalized().0 >= 2).await;
+        mailbox.stop().await;
+    }
+
+    #[tokio::test]
     async fn a_failed_step_halts_production_but_not_the_mailbox() {
         let application = Arc::new(Recorder {
             fail_at: Some(2),
@@ -94,6 +138,7 @@ mod tests {
         let mailbox = start(
             Config {
                 block_interval_ms: 1,
+                block_interval_busy_ms: 1,
             },
             application.clone(),
         );

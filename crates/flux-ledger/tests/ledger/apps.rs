@@ -490,6 +490,7 @@ fn an_app_expires_by_chain_time_and_nothing_else_changes() {
     // One-millisecond blocks, so that blocks land exactly around the expiry.
     let mut params = Params::devnet();
     params.block_interval_ms = 1;
+    params.block_interval_busy_ms = 1;
     let month = params.month_ms;
     let mut chain = check(
         genesis_with(params, &[("alice", flux(100)), ("bob", flux(100))]),

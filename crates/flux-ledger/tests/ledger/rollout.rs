@@ -18,6 +18,7 @@ const ROLL_MS: u64 = 5_000;
 fn rolling_genesis() -> Genesis {
     let mut params = Params::devnet();
     params.block_interval_ms = 1;
+    params.block_interval_busy_ms = 1;
     params.scheduler.update_roll_interval_ms = ROLL_MS;
     genesis_with(params, &[("olga", flux(10_000)), ("alice", flux(10_000))])
 }
