@@ -3,9 +3,10 @@
 //! [`run`] starts the chain (the BFT engine when a network is configured,
 //! the single-validator loop otherwise), the gateway that routes requests
 //! for apps to their instances, the agent that keeps this node's
-//! placed instances running, the loop that benchmarks the node, and the
-//! HTTP API, and stops them in reverse order when the caller's shutdown
-//! future completes or the consensus engine fails.
+//! placed instances running, the loop that benchmarks the node, the loop
+//! that verifies other nodes' work, and the HTTP API, and stops them in
+//! reverse order when the caller's shutdown future completes or the
+//! consensus engine fails.
 //!
 //! - `placements`: the instances the ledger placed on this node, as the
 //!   specs the agent runs (pure).
@@ -13,6 +14,8 @@
 //!   every finalized block, once the gateway has applied that block's routes.
 //! - `benchmark`: the loop that benchmarks this node once it is registered
 //!   and every period after, and submits the report signed by its key.
+//! - `work`: the loop that probes what the ledger assigned this node to
+//!   verify each probe window and reports it in signed work reports.
 //! - `gateway`: the gateway's routes from finalized state (pure), and the
 //!   loop that swaps them in after every finalized block.
 //! - `routes`: the API routes about this node's own instances: their
@@ -24,6 +27,7 @@ mod error;
 pub mod gateway;
 pub mod placements;
 pub mod routes;
+pub mod work;
 
 use std::future::Future;
 use std::time::Duration;
@@ -111,6 +115,7 @@ pub async fn run(
         },
         None => None,
     };
+    let work = tokio::spawn(work::run(node.clone(), node_key.clone()));
     let benchmark = options
         .benchmark
         .map(|benchmark| tokio::spawn(benchmark::run(node.clone(), node_key, benchmark)));
@@ -143,6 +148,7 @@ pub async fn run(
     if let Some(benchmark) = &benchmark {
         benchmark.abort();
     }
+    work.abort();
     if let Some(agent) = &agent {
         agent.shutdown();
     }
