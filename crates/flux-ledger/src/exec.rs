@@ -711,6 +711,7 @@ fn credit_reward_pool(state: &mut State, amount: Amount) -> Result<(), TxError> 
 /// Starts a block: advances height and time, expires apps whose period
 /// ended, closes votes whose period ended and applies what passed and is due.
 fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event> {
+    let parent_time_ms = state.time_ms();
     let meta = Meta {
         height: state.height() + 1,
         time_ms: timestamp_ms,
@@ -729,6 +730,7 @@ fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event>
     }
     events.extend(gov::begin_block(state));
     crate::work::begin_block(state);
+    crate::rewards::begin_block(state, parent_time_ms);
     events
 }
 
@@ -740,6 +742,7 @@ fn check_invariants(state: &State) {
         "supply is not conserved at height {}",
         state.height()
     );
+    crate::rewards::check_supply(state);
 }
 
 /// Which of `txs` carry a valid signature: one batch verification, and one

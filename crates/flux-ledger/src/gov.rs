@@ -980,6 +980,7 @@ fn close(state: &mut State, id: u64, height: u64) -> Event {
             .checked_sub(proposal.deposit)
             .expect("the supply holds every deposit");
         state.set_meta(meta);
+        crate::rewards::burned(state, proposal.deposit);
         proposal.deposit_fate = DepositFate::Burned;
     }
     proposal.closed_height = Some(height);

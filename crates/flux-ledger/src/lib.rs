@@ -9,6 +9,7 @@ mod error;
 mod exec;
 mod gov;
 mod placement;
+mod rewards;
 mod rollout;
 pub mod scheduler;
 mod state;
@@ -26,6 +27,7 @@ pub use gov::{
     Vote,
 };
 pub use placement::{AppPlacement, NodeResources};
+pub use rewards::{NodeRewards, RewardsSummary, scheduled_issuance};
 pub use rollout::{Rollout, RolloutProgress};
 pub use state::{
     Account, AppRecord, Changes, Meta, NodeRecord, NodeStatus, RestoreError, State,

@@ -153,6 +153,8 @@ pub struct State {
     pub(crate) gov: GovState,
     /// Verifier assignments, work reports and per-node work.
     pub(crate) work: crate::work::Work,
+    /// Issuance totals and node rewards.
+    pub(crate) rewards: crate::rewards::Rewards,
 }
 
 /// A key of the state, before encoding.
@@ -170,6 +172,8 @@ pub(crate) enum Key {
     Placement(crate::placement::PlacementKey),
     /// Useful-work rows, prefixes 22 to 26.
     Work(crate::work::WorkKey),
+    /// Rewards rows, prefixes 30 to 32.
+    Rewards(crate::rewards::RewardsKey),
 }
 
 const PREFIX_META: u8 = 0;
@@ -189,6 +193,7 @@ impl Key {
             Key::Placement(key) => key.encode(),
             Key::Gov(key) => key.encode(),
             Key::Work(key) => key.encode(),
+            Key::Rewards(key) => key.encode(),
         }
     }
 }
@@ -286,10 +291,14 @@ impl State {
             placement: Default::default(),
             gov: GovState::default(),
             work: Default::default(),
+            rewards: crate::rewards::Rewards::genesis(genesis.genesis_time_ms, total),
         };
         state.gov.rebuild(state.accounts.values());
         state.dirty.insert(Key::Meta);
         state.dirty.insert(Key::Params);
+        state
+            .dirty
+            .insert(Key::Rewards(crate::rewards::RewardsKey::Summary));
         let keys: Vec<Address> = state.accounts.keys().copied().collect();
         state.dirty.extend(keys.into_iter().map(Key::Account));
         let changes = state.finish();
@@ -316,6 +325,7 @@ impl State {
         let mut placement = crate::placement::Placement::default();
         let mut gov = GovState::default();
         let mut work = crate::work::Work::default();
+        let mut rewards = crate::rewards::Rewards::default();
         for (key, value) in rows {
             let Some((&prefix, rest)) = key.split_first() else {
                 return Err(RestoreError("empty key".into()));
@@ -379,6 +389,9 @@ impl State {
                 prefix if crate::work::PREFIXES.contains(&prefix) => {
                     work.restore_row(prefix, rest, &value)?;
                 }
+                prefix if crate::rewards::PREFIXES.contains(&prefix) => {
+                    rewards.restore_row(prefix, rest, &value)?;
+                }
                 other => return Err(RestoreError(format!("unknown key prefix {other}"))),
             }
             leaves.insert(key.clone(), leaf_hash(&key, &value));
@@ -400,6 +413,7 @@ impl State {
             placement,
             gov,
             work,
+            rewards,
         };
         state.gov.rebuild(state.accounts.values());
         crate::placement::rebuild(&mut state)?;
@@ -422,6 +436,7 @@ impl State {
                 Key::Placement(key) => self.placement.row(key),
                 Key::Gov(key) => self.gov.row(key),
                 Key::Work(key) => self.work.row(key),
+                Key::Rewards(key) => self.rewards.row(key),
             };
             let encoded_key = key.encode();
             match &value {

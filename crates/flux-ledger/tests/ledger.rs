@@ -17,6 +17,8 @@ mod nodes;
 mod placement;
 #[path = "ledger/properties.rs"]
 mod properties;
+#[path = "ledger/rewards.rs"]
+mod rewards;
 #[path = "ledger/rollout.rs"]
 mod rollout;
 #[path = "ledger/scheduler.rs"]

@@ -622,6 +622,41 @@ const GENERAL: &[ParamSpec] = &[
         "epochs of per-node work the ledger keeps",
         work.history_epochs
     ),
+    amount!(
+        "rewards.issuance_per_period",
+        0,
+        flux(1_000),
+        "FLUX issued per rewards.issuance_period_ms of chain time in the first year",
+        rewards.issuance_per_period
+    ),
+    integer!(
+        "rewards.issuance_period_ms",
+        1_000,
+        86_400_000,
+        "chain time over which rewards.issuance_per_period is issued, ms",
+        rewards.issuance_period_ms
+    ),
+    integer!(
+        "rewards.year_ms",
+        86_400_000,
+        10 * 366 * 86_400_000,
+        "a year of chain time, after each of which issuance drops, ms",
+        rewards.year_ms
+    ),
+    integer!(
+        "rewards.yearly_reduction_permille",
+        0,
+        1_000,
+        "reduction of the issuance rate each year, compounded, thousandths",
+        rewards.yearly_reduction_permille
+    ),
+    integer!(
+        "rewards.treasury_share_ppm",
+        0,
+        500_000,
+        "share of each epoch's reward pool paid to the treasury, millionths",
+        rewards.treasury_share_ppm
+    ),
 ];
 
 /// Every governable param, in the order `flux chain params` lists them.

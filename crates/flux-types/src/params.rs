@@ -217,6 +217,51 @@ impl WorkParams {
     }
 }
 
+/// Issuance of new FLUX and its payment to the nodes that did useful work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct RewardsParams {
+    /// FLUX issued per `issuance_period_ms` of chain time in the first year.
+    pub issuance_per_period: Amount,
+    /// The chain time `issuance_per_period` is issued over, ms; a block
+    /// issues in proportion to the chain time since its parent.
+    pub issuance_period_ms: u64,
+    /// Length of a year of chain time, ms: issuance drops once per year.
+    pub year_ms: u64,
+    /// Reduction of the issuance rate each year, in thousandths, compounded.
+    pub yearly_reduction_permille: u32,
+    /// Share of each epoch's reward pool paid to the treasury, in millionths.
+    pub treasury_share_ppm: u32,
+}
+
+impl RewardsParams {
+    /// DESIGN values: 14 FLUX per 30 s, 10 % less each year, 0.5/14 to the treasury.
+    pub fn mainnet() -> RewardsParams {
+        RewardsParams {
+            issuance_per_period: Amount::flux(14),
+            issuance_period_ms: 30_000,
+            year_ms: 365 * 24 * 3_600 * 1_000,
+            yearly_reduction_permille: 100,
+            treasury_share_ppm: 35_714,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.issuance_period_ms == 0 {
+            return Err("rewards.issuance_period_ms must be positive".into());
+        }
+        if self.year_ms < 86_400_000 {
+            return Err("rewards.year_ms must be at least a day (86400000)".into());
+        }
+        if self.yearly_reduction_permille > 1_000 {
+            return Err("rewards.yearly_reduction_permille must be at most 1000".into());
+        }
+        if self.treasury_share_ppm > 1_000_000 {
+            return Err("rewards.treasury_share_ppm must be at most 1000000".into());
+        }
+        Ok(())
+    }
+}
+
 /// All parameters of a network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Params {
@@ -255,6 +300,8 @@ pub struct Params {
     pub network_domain: String,
     /// Useful work: verifier assignment, work reports and their accounting.
     pub work: WorkParams,
+    /// Issuance and node rewards.
+    pub rewards: RewardsParams,
 }
 
 impl Params {
@@ -370,6 +417,7 @@ impl Params {
             network_domain: "app.runonflux.io".to_string(),
             gov: GovParams::mainnet(),
             work: WorkParams::mainnet(),
+            rewards: RewardsParams::mainnet(),
         }
     }
 
@@ -442,6 +490,7 @@ impl Params {
         }
         validate_domain(&self.network_domain)?;
         self.work.validate()?;
+        self.rewards.validate()?;
         self.gov.validate()
     }
 }

@@ -532,5 +532,5 @@ fn the_genesis_state_holds_the_genesis() {
     assert_eq!(state.total_supply(), flux(10));
     assert_eq!(state.sum_of_accounts(), flux(10));
     assert_eq!(state.account(&addr("alice")).balance, flux(7));
-    assert_eq!(state.params(), &Params::devnet());
+    assert_eq!(state.params(), &g.params);
 }

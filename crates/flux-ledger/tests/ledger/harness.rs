@@ -92,8 +92,16 @@ pub(crate) fn genesis(accounts: &[(&str, Amount)]) -> Genesis {
     genesis_with(Params::devnet(), accounts)
 }
 
-/// A genesis with custom params funding the given labels.
-pub(crate) fn genesis_with(params: Params, accounts: &[(&str, Amount)]) -> Genesis {
+/// A genesis with custom params funding the given labels, without issuance
+/// (`rewards.issuance_per_period` zero), so that a scenario counts coins
+/// exactly; [`genesis_issuing`] keeps the params' issuance.
+pub(crate) fn genesis_with(mut params: Params, accounts: &[(&str, Amount)]) -> Genesis {
+    params.rewards.issuance_per_period = Amount::ZERO;
+    genesis_issuing(params, accounts)
+}
+
+/// A genesis with exactly the given params funding the given labels.
+pub(crate) fn genesis_issuing(params: Params, accounts: &[(&str, Amount)]) -> Genesis {
     Genesis {
         chain_id: CHAIN_ID.into(),
         genesis_time_ms: GENESIS_TIME_MS,
