@@ -99,10 +99,12 @@ pub(crate) fn record(state: &mut State, id: Address, record: BenchmarkRecord) ->
         .node(&id)
         .cloned()
         .expect("a benchmark is judged for a registered node");
-    let status = if record.passed {
-        NodeStatus::Confirmed
-    } else {
-        NodeStatus::Pending
+    // A passing benchmark does not make an unreachable node reachable: only
+    // its verifiers seeing it up again does.
+    let status = match (record.passed, node.status) {
+        (true, NodeStatus::Unreachable) => NodeStatus::Unreachable,
+        (true, _) => NodeStatus::Confirmed,
+        (false, _) => NodeStatus::Pending,
     };
     let shortfalls = record.shortfalls();
     state.put_benchmark(id, record);
@@ -126,7 +128,7 @@ impl State {
     /// Why a node is pending; `None` when it is confirmed or unknown.
     pub fn node_pending_reason(&self, id: &Address) -> Option<PendingReason> {
         let node = self.node(id)?;
-        if node.status == NodeStatus::Confirmed {
+        if node.status != NodeStatus::Pending {
             return None;
         }
         Some(match self.node_benchmark(id) {

@@ -196,6 +196,25 @@ pub enum Event {
         /// The app.
         app: String,
     },
+    /// A majority of a node's verifiers saw it down for
+    /// `work.failover_down_windows` windows in a row: it is unreachable and
+    /// its instances are placed on other nodes in this block.
+    NodeUnreachable {
+        /// The node.
+        node: Address,
+        /// The window whose settlement decided it.
+        window: u64,
+        /// Consecutive down windows.
+        down_windows: u64,
+    },
+    /// A majority of an unreachable node's verifiers saw it up: it is
+    /// confirmed again and a candidate for new instances.
+    NodeReachable {
+        /// The node.
+        node: Address,
+        /// The window whose settlement decided it.
+        window: u64,
+    },
 }
 
 /// A block applied to a state.
@@ -729,7 +748,7 @@ fn begin_block(state: &mut State, parent: Hash, timestamp_ms: u64) -> Vec<Event>
         }
     }
     events.extend(gov::begin_block(state));
-    crate::work::begin_block(state);
+    events.extend(crate::work::begin_block(state));
     crate::rewards::begin_block(state, parent_time_ms);
     events
 }

@@ -34,4 +34,4 @@ pub use state::{
     gov_deposits_address, is_module_account, module_accounts, reward_pool_address,
     treasury_address,
 };
-pub use work::NodeWork;
+pub use work::{COMMITTEE_WORKERS_MIN, NodeWork};

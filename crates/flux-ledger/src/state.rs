@@ -40,6 +40,10 @@ pub enum NodeStatus {
     Pending,
     /// Benchmark passed for its tier.
     Confirmed,
+    /// Confirmed, but a majority of its verifiers saw it down for
+    /// `work.failover_down_windows` consecutive windows: it hosts and
+    /// verifies nothing until a majority sees it up again.
+    Unreachable,
 }
 
 /// A registered node.

@@ -38,13 +38,13 @@
 use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use flux_types::{Address, Hash, Target, TargetResults, codec};
+use flux_types::{Address, Hash, PublicKey, Target, TargetResults, codec};
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TxError;
-use crate::exec::ReceiptDetail;
-use crate::state::{Key, NodeStatus, RestoreError, State};
+use crate::exec::{Event, ReceiptDetail};
+use crate::state::{Key, NodeRecord, NodeStatus, RestoreError, State};
 
 /// Key prefix of a node's work in an epoch.
 pub(crate) const PREFIX_NODE_WORK: u8 = 22;
@@ -64,6 +64,11 @@ pub(crate) const PREFIXES: [u8; 5] = [
     PREFIX_WINDOW,
     PREFIX_DOWN,
 ];
+
+/// Fewest working nodes that make a committee without the genesis
+/// validators: the smallest committee that tolerates one faulty member
+/// (`3f + 1` with `f = 1`).
+pub const COMMITTEE_WORKERS_MIN: usize = 4;
 
 /// Ring positions a target's walk visits per verifier wanted while it looks
 /// for distinct operators, before it fills up with the nodes it skipped.
@@ -304,7 +309,8 @@ fn mark(state: &mut State, key: WorkKey) {
 /// Starts a block, after its height and time are set: settles the windows
 /// past their lateness bound, opens the block's window and forgets the
 /// assignments no open window needs.
-pub(crate) fn begin_block(state: &mut State) {
+pub(crate) fn begin_block(state: &mut State) -> Vec<Event> {
+    let mut events = Vec::new();
     let params = state.params().work.clone();
     let current = state.time_ms() / params.window_ms;
     let epoch = epoch_of(state, state.height());
@@ -316,7 +322,7 @@ pub(crate) fn begin_block(state: &mut State) {
         .map(|(window, epoch)| (*window, *epoch))
         .collect();
     for (window, window_epoch) in due {
-        settle(state, window, window_epoch, epoch);
+        settle(state, window, window_epoch, epoch, &mut events);
         state.work.windows.remove(&window);
         mark(state, WorkKey::Window(window));
     }
@@ -338,6 +344,7 @@ pub(crate) fn begin_block(state: &mut State) {
             }
         }
     }
+    events
 }
 
 /// Ends a block, after placement: the first block of an epoch fixes the
@@ -396,9 +403,12 @@ fn assign(state: &State, epoch: u64, previous: Hash) -> OrdMap<Target, Vec<Addre
         .map(|node| (position(&seed, &node.id.0), node.id, node.owner))
         .collect();
     ring.sort_unstable();
-    let mut targets: Vec<Target> = ring
-        .iter()
-        .map(|(_, node, _)| Target::Node { node: *node })
+    // An unreachable node verifies nothing but stays a target, so that its
+    // verifiers can see it up again.
+    let mut targets: Vec<Target> = state
+        .nodes()
+        .filter(|node| matches!(node.status, NodeStatus::Confirmed | NodeStatus::Unreachable))
+        .map(|node| Target::Node { node: node.id })
         .collect();
     for (key, slots) in state.scheduler().apps() {
         let Some(record) = state.apps.get(&**key) else {
@@ -481,7 +491,13 @@ fn walk(
 
 /// Settles window `window` of epoch `window_epoch`: credits instance-windows
 /// and counts down windows, then drops the window's tallies.
-fn settle(state: &mut State, window: u64, window_epoch: u64, current_epoch: u64) {
+fn settle(
+    state: &mut State,
+    window: u64,
+    window_epoch: u64,
+    current_epoch: u64,
+    events: &mut Vec<Event>,
+) {
     let lowest = (
         window,
         Target::Node {
@@ -505,6 +521,7 @@ fn settle(state: &mut State, window: u64, window_epoch: u64, current_epoch: u64)
     // Per host: (assigned, verified, instances down).
     let mut hosts: BTreeMap<Address, (u64, u64, u64)> = BTreeMap::new();
     let mut node_down: BTreeMap<Address, bool> = BTreeMap::new();
+    let mut node_up: BTreeMap<Address, bool> = BTreeMap::new();
     for (target, verifiers) in &assignment.verifiers {
         let tally = tallies.get(target).copied().unwrap_or_default();
         let count = verifiers.len() as u32;
@@ -513,6 +530,7 @@ fn settle(state: &mut State, window: u64, window_epoch: u64, current_epoch: u64)
         match target {
             Target::Node { node } => {
                 node_down.insert(*node, 2 * down > count);
+                node_up.insert(*node, 2 * up > count);
             }
             Target::Instance { host, .. } => {
                 let entry = hosts.entry(*host).or_default();
@@ -541,7 +559,17 @@ fn settle(state: &mut State, window: u64, window_epoch: u64, current_epoch: u64)
         let entry = judged.entry(*host).or_default();
         *entry = *entry || all_down;
     }
+    let failover_after = state.params().work.failover_down_windows;
     for (node, down) in judged {
+        failover(
+            state,
+            window,
+            node,
+            down,
+            node_up.get(&node).copied().unwrap_or(false),
+            failover_after,
+            events,
+        );
         let before = state.work.down.get(&node).copied().unwrap_or(0);
         let after = if down && state.node(&node).is_some() {
             before + 1
@@ -568,6 +596,48 @@ fn settle(state: &mut State, window: u64, window_epoch: u64, current_epoch: u64)
         state.work.down.remove(&node);
         mark(state, WorkKey::Down(node));
     }
+}
+
+/// Moves a node between confirmed and unreachable after window `window`
+/// settled: down for `failover_after` consecutive windows makes a confirmed
+/// node unreachable (its instances are placed elsewhere at the end of the
+/// block); seen up by a majority of its node target's verifiers, and not
+/// down, makes an unreachable node confirmed again.
+fn failover(
+    state: &mut State,
+    window: u64,
+    node: Address,
+    down: bool,
+    up: bool,
+    failover_after: u64,
+    events: &mut Vec<Event>,
+) {
+    let Some(record) = state.node(&node) else {
+        return;
+    };
+    let down_windows = if down {
+        state.work.down.get(&node).copied().unwrap_or(0) + 1
+    } else {
+        0
+    };
+    let status = match record.status {
+        NodeStatus::Confirmed if down && down_windows >= failover_after => {
+            events.push(Event::NodeUnreachable {
+                node,
+                window,
+                down_windows,
+            });
+            NodeStatus::Unreachable
+        }
+        NodeStatus::Unreachable if up && !down => {
+            events.push(Event::NodeReachable { node, window });
+            NodeStatus::Confirmed
+        }
+        _ => return,
+    };
+    let mut record = record.clone();
+    record.status = status;
+    state.put_node(record);
 }
 
 /// A report to record: for each target, the signer's position among its
@@ -780,6 +850,104 @@ impl State {
     /// verifiers reported it down.
     pub fn node_down_windows(&self, id: &Address) -> u64 {
         self.work.down.get(id).copied().unwrap_or(0)
+    }
+
+    /// The epoch whose work elects the next committee: the newest epoch
+    /// whose windows have all settled and in which some instance-window was
+    /// assigned (`None` when the history kept has none).
+    pub fn committee_epoch(&self) -> Option<u64> {
+        // Windows open in epoch order, so every window of an epoch before
+        // the first open window's has settled.
+        let unsettled = self
+            .work
+            .windows
+            .values()
+            .next()
+            .copied()
+            .unwrap_or(u64::MAX);
+        self.work
+            .node_work
+            .range(..(unsettled, Address([0; 20])))
+            .next_back()
+            .map(|((epoch, _), _)| *epoch)
+    }
+
+    /// The nodes that qualify for a seat, by id: confirmed (neither pending
+    /// nor unreachable) and with a verified share of their work in
+    /// [`State::committee_epoch`] of at least `work.verified_permille_min`.
+    pub fn committee_candidates(&self) -> Vec<&NodeRecord> {
+        let Some(epoch) = self.committee_epoch() else {
+            return Vec::new();
+        };
+        let permille_min = self.params().work.verified_permille_min;
+        self.nodes()
+            .filter(|node| node.status == NodeStatus::Confirmed)
+            .filter(|node| self.node_work(&node.id, epoch).passes(permille_min))
+            .collect()
+    }
+
+    /// The working nodes drawn for the next committee with `seed`: every
+    /// candidate while there are at most `work.committee_seats_max`,
+    /// otherwise that many drawn one after another without replacement,
+    /// each with a chance proportional to its tier's weight
+    /// (`tiers[..].reward_weight_milli`). Ordered by id.
+    pub fn draw_committee(&self, seed: &Hash) -> Vec<&NodeRecord> {
+        let mut pool: Vec<(&NodeRecord, u128)> = self
+            .committee_candidates()
+            .into_iter()
+            .map(|node| {
+                let weight = self.params().tier(node.tier).reward_weight_milli;
+                (node, u128::from(weight))
+            })
+            .collect();
+        let seats = (self.params().work.committee_seats_max as usize)
+            .min(flux_types::params::COMMITTEE_SEATS_HARD_MAX as usize);
+        if pool.len() <= seats {
+            return pool.into_iter().map(|(node, _)| node).collect();
+        }
+        let mut drawn = Vec::with_capacity(seats);
+        for seat in 0..seats as u64 {
+            let total: u128 = pool.iter().map(|(_, weight)| weight).sum();
+            if total == 0 {
+                break;
+            }
+            let digest = Hash::digest(&[b"FLUX/committee/v1", &seed.0, &seat.to_le_bytes()]);
+            let mut head = [0u8; 16];
+            head.copy_from_slice(&digest.0[..16]);
+            let mut point = u128::from_le_bytes(head) % total;
+            let index = pool
+                .iter()
+                .position(|(_, weight)| {
+                    if point < *weight {
+                        return true;
+                    }
+                    point -= weight;
+                    false
+                })
+                .expect("the point lies below the total weight");
+            drawn.push(pool.remove(index).0);
+        }
+        drawn.sort_by_key(|node| node.id);
+        drawn
+    }
+
+    /// The committee of the epoch after this state's, when this state is
+    /// the last block of an epoch: the working nodes drawn with the hash of
+    /// that block as seed ([`State::draw_committee`]); while fewer than
+    /// [`COMMITTEE_WORKERS_MIN`] are drawn, the genesis validators first, in
+    /// genesis order, then those nodes. No key twice, at most
+    /// `COMMITTEE_SEATS_HARD_MAX` seats.
+    pub fn next_committee(&self, genesis_validators: &[PublicKey]) -> Vec<PublicKey> {
+        let drawn = self.draw_committee(&self.last_block_hash());
+        let mut keys: Vec<PublicKey> = Vec::with_capacity(drawn.len());
+        if drawn.len() < COMMITTEE_WORKERS_MIN {
+            keys.extend(genesis_validators.iter().copied());
+        }
+        keys.extend(drawn.into_iter().map(|node| node.node_key));
+        let mut seen = std::collections::BTreeSet::new();
+        keys.retain(|key| seen.insert(*key));
+        keys.truncate(flux_types::params::COMMITTEE_SEATS_HARD_MAX as usize);
+        keys
     }
 
     /// The windows still open for reports, each with its epoch.

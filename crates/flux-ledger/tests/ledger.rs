@@ -9,6 +9,10 @@ mod harness;
 mod apps;
 #[path = "ledger/blocks.rs"]
 mod blocks;
+#[path = "ledger/committee.rs"]
+mod committee;
+#[path = "ledger/failover.rs"]
+mod failover;
 #[path = "ledger/gov.rs"]
 mod gov;
 #[path = "ledger/nodes.rs"]

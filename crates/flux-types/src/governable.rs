@@ -622,6 +622,13 @@ const GENERAL: &[ParamSpec] = &[
         "epochs of per-node work the ledger keeps",
         work.history_epochs
     ),
+    integer!(
+        "work.committee_seats_max",
+        1,
+        64,
+        "most validator seats drawn among working nodes each epoch",
+        work.committee_seats_max
+    ),
     amount!(
         "rewards.issuance_per_period",
         0,

@@ -156,7 +156,14 @@ pub struct WorkParams {
     pub verified_permille_min: u32,
     /// Epochs whose per-node work the ledger keeps, the current one included.
     pub history_epochs: u64,
+    /// Most validator seats drawn among working nodes each epoch, at most
+    /// [`COMMITTEE_SEATS_HARD_MAX`].
+    pub committee_seats_max: u32,
 }
+
+/// Most validators of one epoch, whatever the params: it bounds the size of
+/// consensus certificates and so the peer-to-peer message limit.
+pub const COMMITTEE_SEATS_HARD_MAX: u32 = 64;
 
 impl WorkParams {
     /// Production values: 30 s windows, reports late after two minutes.
@@ -170,6 +177,7 @@ impl WorkParams {
             failover_down_windows: 4,
             verified_permille_min: 900,
             history_epochs: 8,
+            committee_seats_max: 64,
         }
     }
 
@@ -180,6 +188,7 @@ impl WorkParams {
             report_late_windows: 5,
             failover_down_windows: 3,
             verified_permille_min: 800,
+            committee_seats_max: 7,
             ..WorkParams::mainnet()
         }
     }
@@ -212,6 +221,11 @@ impl WorkParams {
         }
         if self.history_epochs == 0 {
             return Err("work.history_epochs must be at least 1".into());
+        }
+        if self.committee_seats_max == 0 || self.committee_seats_max > COMMITTEE_SEATS_HARD_MAX {
+            return Err(format!(
+                "work.committee_seats_max must be between 1 and {COMMITTEE_SEATS_HARD_MAX}"
+            ));
         }
         Ok(())
     }
