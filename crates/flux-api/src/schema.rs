@@ -558,6 +558,9 @@ pub(crate) enum NodeStatusSchema {
     Pending,
     /// Benchmark passed for its tier.
     Confirmed,
+    /// Its verifiers saw it down for `work.failover_down_windows` windows in a row:
+    /// it hosts and verifies nothing until they see it up again.
+    Unreachable,
 }
 
 /// A registered node.
