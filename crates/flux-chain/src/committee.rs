@@ -1,11 +1,12 @@
 //! Who validates an epoch: a pure function of the genesis and the ledger
 //! state at the end of the previous epoch.
 //!
-//! The rule for now: every genesis validator, then the nodes the ledger
-//! marks eligible, oldest registration first (ties by node id), until
-//! [`COMMITTEE_SEATS_MAX`] seats are filled. The useful-work rule of the
-//! design (verified work, tier weights, seeded sampling) replaces the
-//! eligibility test without changing where the function is called.
+//! The rule of real networks is the ledger's ([`State::next_committee`]):
+//! confirmed nodes whose verified work passed `work.verified_permille_min`,
+//! at most `work.committee_seats_max`, drawn by tier weight with the hash of
+//! the epoch's last block as seed; the genesis validators keep their seats
+//! while fewer than four nodes qualify. Two simpler rules exist for tests
+//! that move validators with plain transactions (see [`Eligibility`]).
 //!
 //! Every node of a network must compute the same committee from the same
 //! state, so nothing here reads a clock, a random source or a local setting
@@ -14,6 +15,7 @@
 use std::collections::BTreeSet;
 
 use flux_ledger::{NodeStatus, State};
+use flux_types::params::COMMITTEE_SEATS_HARD_MAX;
 use flux_types::{Genesis, PublicKey};
 
 /// Most validators of one epoch. It also bounds the size of consensus
@@ -21,22 +23,27 @@ use flux_types::{Genesis, PublicKey};
 /// raising it changes the wire limits of every node.
 pub const COMMITTEE_SEATS_MAX: usize = 64;
 
+const _: () = assert!(COMMITTEE_SEATS_MAX == COMMITTEE_SEATS_HARD_MAX as usize);
+
 /// Which registered nodes may take a seat.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Eligibility {
-    /// Nodes whose benchmark confirmed them: the rule of every real network.
+    /// Nodes that do verified useful work, by the ledger's rule
+    /// ([`State::next_committee`]): the rule of every real network.
     #[default]
+    Work,
+    /// For tests: every genesis validator, then every confirmed node, oldest
+    /// registration first, whatever its work.
     Confirmed,
-    /// Every registered node, confirmed or not. Networks have no way to
-    /// confirm a node until benchmarks are on chain; tests use this rule to
-    /// move validators in and out with ordinary transactions.
+    /// For tests: every genesis validator, then every registered node,
+    /// confirmed or not, oldest registration first.
     Registered,
 }
 
 impl Eligibility {
     fn admits(self, status: NodeStatus) -> bool {
         match self {
-            Eligibility::Confirmed => status == NodeStatus::Confirmed,
+            Eligibility::Work | Eligibility::Confirmed => status == NodeStatus::Confirmed,
             Eligibility::Registered => true,
         }
     }
@@ -51,9 +58,11 @@ pub struct Member {
     pub p2p_endpoint: Option<String>,
 }
 
-/// The committee of the epoch that follows `state`: genesis validators
-/// first, then eligible nodes by registration height and id, without
-/// duplicates, at most [`COMMITTEE_SEATS_MAX`] members.
+/// The committee of the epoch that follows `state` (the state after the
+/// last block of an epoch), without duplicates, at most
+/// [`COMMITTEE_SEATS_MAX`] members. Under [`Eligibility::Work`] the
+/// ledger's rule; under the test rules genesis validators first, then
+/// eligible nodes by registration height and id.
 ///
 /// `p2p_port` is the port a registered node listens on for peers: a node
 /// registers the address of its API, and serves peer-to-peer on the same host.
@@ -63,6 +72,26 @@ pub fn committee(
     eligibility: Eligibility,
     p2p_port: u16,
 ) -> Vec<Member> {
+    if eligibility == Eligibility::Work {
+        let genesis_keys: Vec<PublicKey> =
+            genesis.validators.iter().map(|v| v.public_key).collect();
+        return state
+            .next_committee(&genesis_keys)
+            .into_iter()
+            .map(|key| Member {
+                key,
+                p2p_endpoint: genesis
+                    .validators
+                    .iter()
+                    .find(|v| v.public_key == key)
+                    .map(|v| v.p2p_endpoint.clone())
+                    .or_else(|| {
+                        let node = state.node(&key.address())?;
+                        p2p_endpoint_of(&node.endpoint, p2p_port)
+                    }),
+            })
+            .collect();
+    }
     let mut seen = BTreeSet::new();
     let mut members = Vec::new();
     for validator in &genesis.validators {
@@ -189,11 +218,14 @@ mod tests {
         let genesis = genesis(&["a", "b"]);
         let state = with_nodes(&genesis, &["x", "y"]);
         let dev = |name: &str| SecretKey::development(name).public_key();
-        // Registered but unconfirmed nodes do not count under the real rule.
-        assert_eq!(
-            keys(&committee(&genesis, &state, Eligibility::Confirmed, 16125)),
-            [dev("a"), dev("b")]
-        );
+        // Registered but unconfirmed nodes do not count under the real rule,
+        // nor under the confirmed test rule.
+        for eligibility in [Eligibility::Work, Eligibility::Confirmed] {
+            assert_eq!(
+                keys(&committee(&genesis, &state, eligibility, 16125)),
+                [dev("a"), dev("b")]
+            );
+        }
         let members = committee(&genesis, &state, Eligibility::Registered, 16125);
         let mut nodes = [dev("x"), dev("y")];
         // Same registration height: ordered by node id (the address of the key).

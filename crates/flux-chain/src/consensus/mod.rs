@@ -125,7 +125,7 @@ impl NetworkConfig {
             listen,
             bootstrap: Vec::new(),
             p2p_port: P2P_PORT_DEFAULT,
-            eligibility: Eligibility::Confirmed,
+            eligibility: Eligibility::Work,
             timeouts: None,
             worker_threads: 2,
         }
