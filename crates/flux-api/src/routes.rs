@@ -161,6 +161,61 @@ pub(crate) struct NodeDetail {
     pub(crate) pending_reason: Option<PendingReason>,
     pub(crate) resources: Option<NodeResources>,
     pub(crate) instances: Vec<NodeInstance>,
+    pub(crate) work: NodeWorkView,
+}
+
+/// A node's useful work and rewards.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeWorkView {
+    pub(crate) epoch: u64,
+    pub(crate) verifying: usize,
+    pub(crate) this_epoch: EpochWork,
+    pub(crate) last_epoch: Option<EpochWork>,
+    pub(crate) down_windows: u64,
+    pub(crate) rewards_total: Amount,
+    pub(crate) rewards_last_paid_epoch: Option<u64>,
+    pub(crate) rewards_last_paid: Amount,
+    pub(crate) committee_seat: Option<bool>,
+}
+
+/// A node's work in one epoch and what it was paid for it.
+#[derive(Debug, Serialize)]
+pub(crate) struct EpochWork {
+    pub(crate) epoch: u64,
+    pub(crate) assigned_windows: u64,
+    pub(crate) verified_windows: u64,
+    pub(crate) verified_permille: Option<u64>,
+    pub(crate) reward: Amount,
+}
+
+impl EpochWork {
+    fn of(state: &LedgerState, id: &Address, epoch: u64) -> EpochWork {
+        let work = state.node_work(id, epoch);
+        EpochWork {
+            epoch,
+            assigned_windows: work.assigned_windows,
+            verified_windows: work.verified_windows,
+            verified_permille: work.verified_permille(),
+            reward: state.node_reward_in(id, epoch),
+        }
+    }
+}
+
+/// The validators of the epoch of the next block.
+#[derive(Debug, Serialize)]
+pub(crate) struct CommitteeResponse {
+    pub(crate) epoch: u64,
+    pub(crate) members: Vec<CommitteeMember>,
+}
+
+/// One validator: its key and, when it is a registered node, that node.
+#[derive(Debug, Serialize)]
+pub(crate) struct CommitteeMember {
+    pub(crate) node_key: flux_types::PublicKey,
+    pub(crate) id: Address,
+    pub(crate) name: Option<String>,
+    pub(crate) tier: Option<flux_types::Tier>,
+    pub(crate) endpoint: Option<String>,
 }
 
 /// An instance placed on a node.
@@ -582,12 +637,74 @@ pub(crate) async fn node(
             instance,
         })
         .collect();
+    let epoch = snapshot.epoch();
+    let rewards = snapshot.node_rewards(&id);
+    let committee_seat = state
+        .node
+        .committee()
+        .ok()
+        .map(|committee| committee.members.contains(&record.node_key));
+    let work = NodeWorkView {
+        epoch,
+        verifying: snapshot.targets_of(&id).len(),
+        this_epoch: EpochWork::of(&snapshot, &id, epoch),
+        last_epoch: epoch
+            .checked_sub(1)
+            .map(|last| EpochWork::of(&snapshot, &id, last)),
+        down_windows: snapshot.node_down_windows(&id),
+        rewards_total: rewards.total,
+        rewards_last_paid_epoch: rewards.last_epoch,
+        rewards_last_paid: rewards
+            .last_epoch
+            .map_or(Amount::ZERO, |last| snapshot.node_reward_in(&id, last)),
+        committee_seat,
+    };
     Ok(Json(NodeDetail {
+        work,
         benchmark: snapshot.node_benchmark(&id).cloned(),
         pending_reason: snapshot.node_pending_reason(&id),
         resources: snapshot.node_resources(&id),
         instances,
         record,
+    }))
+}
+
+/// The validators of the epoch of the next block.
+#[utoipa::path(
+    get,
+    path = "/api/v1/committee",
+    tag = "nodes",
+    responses(
+        (status = 200, description = "The committee: the validators of the epoch of the next block, in seat order", body = crate::schema::CommitteeSchema),
+    )
+)]
+pub(crate) async fn committee(State(state): State<AppState>) -> ApiResult<Json<CommitteeResponse>> {
+    let committee = state.node.committee().map_err(|e| Problem::internal(&e))?;
+    let snapshot = state.node.state();
+    let genesis = state.node.genesis();
+    let members = committee
+        .members
+        .into_iter()
+        .map(|key| {
+            let id = key.address();
+            let node = snapshot.node(&id);
+            let name = genesis
+                .validators
+                .iter()
+                .find(|v| v.public_key == key)
+                .map(|v| v.name.clone());
+            CommitteeMember {
+                node_key: key,
+                id,
+                name,
+                tier: node.map(|n| n.tier),
+                endpoint: node.map(|n| n.endpoint.clone()),
+            }
+        })
+        .collect();
+    Ok(Json(CommitteeResponse {
+        epoch: committee.epoch,
+        members,
     }))
 }
 

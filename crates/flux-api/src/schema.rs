@@ -29,6 +29,7 @@ use crate::routes;
         routes::account,
         routes::nodes,
         routes::node,
+        routes::committee,
         routes::apps,
         routes::app,
         routes::quote,
@@ -711,6 +712,76 @@ pub(crate) struct NodeDetailSchema {
     resources: Option<NodeResourcesSchema>,
     /// The instances placed on it: what it runs.
     instances: Vec<NodeInstanceSchema>,
+    /// Its useful work and rewards.
+    work: NodeWorkSchema,
+}
+
+/// A node's useful work and rewards.
+#[derive(ToSchema)]
+#[schema(as = NodeWork)]
+pub(crate) struct NodeWorkSchema {
+    /// The epoch of the last finalized block.
+    epoch: u64,
+    /// Targets (nodes and instances) it verifies this epoch.
+    verifying: u64,
+    /// Its work this epoch, so far (windows count once settled).
+    this_epoch: EpochWorkSchema,
+    /// Its work in the epoch before; null in epoch 0.
+    last_epoch: Option<EpochWorkSchema>,
+    /// Consecutive windows a majority of its verifiers saw it down.
+    down_windows: u64,
+    /// Every reward paid for it, in FLUX.
+    rewards_total: String,
+    /// The last epoch it was paid for; null when never.
+    rewards_last_paid_epoch: Option<u64>,
+    /// What it was paid for that epoch, in FLUX.
+    rewards_last_paid: String,
+    /// Whether it holds a seat in the committee of the next block's epoch;
+    /// null when this node cannot tell.
+    committee_seat: Option<bool>,
+}
+
+/// A node's work in one epoch and what it was paid for it.
+#[derive(ToSchema)]
+#[schema(as = EpochWork)]
+pub(crate) struct EpochWorkSchema {
+    /// The epoch.
+    epoch: u64,
+    /// Instance-windows of the instances it hosts that had verifiers.
+    assigned_windows: u64,
+    /// Of those, the ones a majority of the verifiers saw up.
+    verified_windows: u64,
+    /// Verified share in thousandths; null when nothing was assigned.
+    verified_permille: Option<u64>,
+    /// What it was paid for the epoch, in FLUX (zero until the epoch is
+    /// paid, once its windows settle, and after `work.history_epochs`).
+    reward: String,
+}
+
+/// The validators of the epoch of the next block.
+#[derive(ToSchema)]
+#[schema(as = Committee)]
+pub(crate) struct CommitteeSchema {
+    /// The epoch.
+    epoch: u64,
+    /// The validators, in seat order.
+    members: Vec<CommitteeMemberSchema>,
+}
+
+/// One validator.
+#[derive(ToSchema)]
+#[schema(as = CommitteeMember)]
+pub(crate) struct CommitteeMemberSchema {
+    /// Its node key, hexadecimal.
+    node_key: String,
+    /// The address of its node key (its node id when registered).
+    id: String,
+    /// Its name when it is a genesis validator.
+    name: Option<String>,
+    /// Its tier when it is a registered node.
+    tier: Option<TierSchema>,
+    /// Its API endpoint when it is a registered node.
+    endpoint: Option<String>,
 }
 
 /// Where one instance of an app runs.

@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const FUNDS: Amount = Amount::flux(1_000_000);
 
 /// Every route of the API with its method, as the OpenAPI document must list them.
-const ROUTES: [(&str, &str); 20] = [
+const ROUTES: [(&str, &str); 21] = [
     ("get", "/"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
@@ -41,6 +41,7 @@ const ROUTES: [(&str, &str); 20] = [
     ("get", "/api/v1/accounts/{address}"),
     ("get", "/api/v1/nodes"),
     ("get", "/api/v1/nodes/{id}"),
+    ("get", "/api/v1/committee"),
     ("get", "/api/v1/apps"),
     ("post", "/api/v1/apps/quote"),
     ("get", "/api/v1/apps/{name}"),
@@ -775,9 +776,45 @@ async fn registered_apps_and_nodes_are_listed() {
     assert_eq!(node["tier"], "cumulus");
     assert_documented(&doc, "NodeDetail", &node);
     assert_eq!(node["pending_reason"]["reason"], "no_benchmark", "{node}");
+    // Its work and rewards: nothing verified, nothing paid, no seat (the
+    // single validator holds the only one).
+    let work = &node["work"];
+    assert_documented(&doc, "NodeWork", work);
+    assert_documented(&doc, "EpochWork", &work["this_epoch"]);
+    let epoch = work["epoch"].as_u64().expect("an epoch");
+    assert_eq!(work["this_epoch"]["epoch"], epoch, "{work}");
+    match epoch.checked_sub(1) {
+        Some(last) => assert_eq!(work["last_epoch"]["epoch"], last, "{work}"),
+        None => assert_eq!(work["last_epoch"], Value::Null, "{work}"),
+    }
+    assert_eq!(work["this_epoch"]["assigned_windows"], 0, "{work}");
+    assert_eq!(
+        work["this_epoch"]["verified_permille"],
+        Value::Null,
+        "{work}"
+    );
+    assert_eq!(work["rewards_total"], json!(Amount::ZERO), "{work}");
+    assert_eq!(work["rewards_last_paid_epoch"], Value::Null, "{work}");
+    assert_eq!(work["committee_seat"], false, "{work}");
+    let committee = h.get("/api/v1/committee").await.ok(200);
+    assert_documented(&doc, "Committee", &committee);
+    let members = committee["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{committee}");
+    assert_documented(&doc, "CommitteeMember", &members[0]);
+    let validator = SecretKey::development("validator0");
+    assert_eq!(members[0]["node_key"], json!(validator.public_key()));
+    assert_eq!(members[0]["id"], validator.address().to_string());
+    assert_eq!(members[0]["name"], "validator0");
+    assert_eq!(members[0]["tier"], Value::Null, "not a registered node");
     // The list shows the records alone.
     let mut node = node;
-    for detail in ["benchmark", "pending_reason", "resources", "instances"] {
+    for detail in [
+        "benchmark",
+        "pending_reason",
+        "resources",
+        "instances",
+        "work",
+    ] {
         node.as_object_mut().expect("an object").remove(detail);
     }
     assert_documented(&doc, "NodeRecord", &node);

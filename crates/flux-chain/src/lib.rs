@@ -136,6 +136,15 @@ pub struct ChainStatus {
     pub peers: usize,
 }
 
+/// The validators of one epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committee {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its members' node keys, in seat order.
+    pub members: Vec<flux_types::PublicKey>,
+}
+
 /// Failure of the node itself (store, genesis), not of a user's input.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -416,6 +425,33 @@ impl Node {
     /// A finalized block.
     pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
         Ok(self.inner.shared.store.block(height)?)
+    }
+
+    /// The genesis of this node's chain.
+    pub fn genesis(&self) -> &Genesis {
+        &self.inner.genesis
+    }
+
+    /// The committee that finalizes the next block: its epoch (the epoch of
+    /// height `last + 1`) and its members' node keys. A single-validator
+    /// node's committee is its genesis validators; a network node's is the
+    /// one it recorded on entering the epoch (empty until it has).
+    pub fn committee(&self) -> Result<Committee, ChainError> {
+        let state = self.state();
+        let epoch = (state.height() + 1) / state.params().epoch_length_blocks.max(1);
+        let members = match &self.inner.engine {
+            Engine::Solo(_) => self
+                .inner
+                .genesis
+                .validators
+                .iter()
+                .map(|v| v.public_key)
+                .collect(),
+            Engine::Network(_) | Engine::External => {
+                consensus::recorded_committee(&self.inner.data_dir, epoch)?.unwrap_or_default()
+            }
+        };
+        Ok(Committee { epoch, members })
     }
 
     /// The chain summary.
