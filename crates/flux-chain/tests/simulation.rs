@@ -2,7 +2,9 @@
 //! real consensus, real ledger, real stores, with latency, message loss and
 //! an unclean restart. The same seed gives the same chain.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use commonware_consensus::types::Epoch;
@@ -17,9 +19,11 @@ use commonware_utils::{NZUsize, probability};
 use flux_chain::committee::{Eligibility, Member};
 use flux_chain::consensus::{self, Channels, Options, PeerTracker, Timeouts};
 use flux_chain::{Node, NodeConfig, TxStatus};
+use flux_ledger::NodeStatus;
 use flux_types::{
-    Amount, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Hash, Params, PublicKey,
-    SecretKey, SignedTransaction, Tier, Transaction, TxBody,
+    Address, Amount, AppSpec, BenchmarkReport, Component, Genesis, GenesisAccount,
+    GenesisValidator, Hash, Params, PublicKey, SecretKey, SignedTransaction, Target, TargetResults,
+    Tier, Transaction, TxBody,
 };
 
 type Context = deterministic::Context;
@@ -308,7 +312,7 @@ fn lossy_network_with_a_crash(seed: u64, target: u64) -> (Hash, String) {
             .map(|name| SimNode::open(name, &root, &genesis))
             .collect();
         for node in &mut nodes {
-            node.start(&context, &oracle, &everyone, Eligibility::Confirmed)
+            node.start(&context, &oracle, &everyone, Eligibility::Work)
                 .await;
         }
 
@@ -329,7 +333,7 @@ fn lossy_network_with_a_crash(seed: u64, target: u64) -> (Hash, String) {
             }
             if nonce == 17 {
                 nodes[2]
-                    .start(&context, &oracle, &everyone, Eligibility::Confirmed)
+                    .start(&context, &oracle, &everyone, Eligibility::Work)
                     .await;
             }
             let node = nodes
@@ -401,32 +405,150 @@ fn benchmark(name: &str) -> SignedTransaction {
     .sign(&key(name))
 }
 
-/// Node n4 registers, is confirmed by its benchmark and takes a seat at the
-/// next epoch; later n5 registers and is confirmed while n4 deregisters, so
-/// at one boundary n5 joins and n4 leaves. The chain finalizes throughout,
-/// and all six nodes (followers included) agree.
+/// An app of one small instance pinned to `node`.
+fn pinned_app(name: &str, node: &str) -> TxBody {
+    TxBody::AppRegister {
+        spec: AppSpec {
+            name: name.into(),
+            description: String::new(),
+            owner: key("alice").address(),
+            instances: 1,
+            contacts: vec![],
+            geolocation: vec![],
+            nodes: vec![key(node).address()],
+            static_ip: false,
+            components: vec![Component {
+                name: "web".into(),
+                description: String::new(),
+                repotag: "nginx:1.25".into(),
+                ports: vec![31_000],
+                container_ports: vec![80],
+                domains: vec![],
+                environment: vec![],
+                commands: vec![],
+                container_data: "/data".into(),
+                cpu_tenths: 10,
+                ram_mb: 1_000,
+                hdd_gb: 10,
+                health_path: String::new(),
+            }],
+        },
+        months: 1,
+        max_payment: Amount::flux(1_000),
+    }
+}
+
+/// The verifiers' side of useful work, played by the test on `node`: every
+/// 100 ms each confirmed node among `names` with nothing in the mempool
+/// reports the windows that are over and that it has not reported, in one
+/// report of consecutive windows of one epoch; an instance is seen up
+/// unless its host is in `down`, a node always.
+fn spawn_verifiers(
+    context: &Context,
+    node: Node,
+    names: &'static [&'static str],
+    down: Arc<Mutex<BTreeSet<Address>>>,
+) -> Handle<()> {
+    context.child("verifiers").spawn(move |context| async move {
+        let mut reported: BTreeMap<Address, u64> = BTreeMap::new();
+        loop {
+            context.sleep(Duration::from_millis(100)).await;
+            let state = node.state();
+            let current = state.work_window();
+            let over: Vec<(u64, u64)> = state
+                .open_work_windows()
+                .filter(|(window, _)| *window < current)
+                .collect();
+            for name in names {
+                let id = key(name).address();
+                if state
+                    .node(&id)
+                    .is_none_or(|n| n.status != NodeStatus::Confirmed)
+                    || node.next_nonce(&id) != state.account(&id).nonce
+                {
+                    continue;
+                }
+                let after = reported.get(&id).copied();
+                let run: Vec<(u64, u64)> = over
+                    .iter()
+                    .filter(|(window, _)| after.is_none_or(|last| *window > last))
+                    .copied()
+                    .collect();
+                let Some(&(first, epoch)) = run.first() else {
+                    continue;
+                };
+                let windows = run
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, (w, e))| *w == first + *i as u64 && *e == epoch)
+                    .count();
+                reported.insert(id, first + windows as u64 - 1);
+                let targets = state.targets_in(epoch, &id);
+                if targets.is_empty() {
+                    continue;
+                }
+                let down = down.lock().unwrap().clone();
+                let results = targets
+                    .into_iter()
+                    .map(|target| {
+                        let up = match &target {
+                            Target::Instance { host, .. } => !down.contains(host),
+                            Target::Node { .. } => true,
+                        };
+                        TargetResults::from_bits(target, &vec![up; windows])
+                    })
+                    .collect();
+                let report = Transaction {
+                    chain_id: CHAIN_ID.into(),
+                    signer: key(name).public_key(),
+                    nonce: state.account(&id).nonce,
+                    fee: Amount::ZERO,
+                    body: TxBody::WorkReport {
+                        epoch,
+                        first_window: first,
+                        windows: windows as u32,
+                        results,
+                    },
+                }
+                .sign(&key(name));
+                let _ = node.submit(report);
+            }
+        }
+    })
+}
+
+/// Under the rule of real networks, a seat needs verified work. The genesis
+/// validators also run as confirmed nodes that verify; apps are pinned to
+/// n4 and n5. n4 registers (no seat), is confirmed by its benchmark (still
+/// no seat: no verified work yet), then takes a seat once an epoch of its
+/// verified work has settled. Later n5 registers and is confirmed while n4's
+/// instance stops answering: at one boundary n5 holds a seat and n4 none.
+/// The chain finalizes throughout, and all six nodes (followers included)
+/// agree.
 #[test]
-fn validators_join_and_leave_at_epoch_boundaries() {
+fn validators_join_and_leave_by_their_verified_work() {
     const EPOCH: u64 = 10;
+    static NAMES: [&str; 6] = ["v0", "v1", "v2", "v3", "n4", "n5"];
     let temp = tempfile::tempdir().unwrap();
     let root = temp.path().to_path_buf();
     runner(11).start(|context| async move {
         let validators = ["v0", "v1", "v2", "v3"];
-        let names = ["v0", "v1", "v2", "v3", "n4", "n5"];
-        let genesis = genesis(&validators, EPOCH);
+        let mut genesis = genesis(&validators, EPOCH);
+        // Short windows that settle within an epoch.
+        genesis.params.work.window_ms = 400;
+        genesis.params.work.report_late_windows = 3;
         let link = Link {
             latency: Duration::from_millis(20),
             jitter: Duration::from_millis(5),
             success_rate: probability!(0.99),
         };
-        let (oracle, everyone) = network(&context, &names, link).await;
-        let mut nodes: Vec<SimNode> = names
+        let (oracle, everyone) = network(&context, &NAMES, link).await;
+        let mut nodes: Vec<SimNode> = NAMES
             .iter()
             .map(|name| SimNode::open(name, &root, &genesis))
             .collect();
-        // The rule of real networks: a seat needs a confirmed node.
         for node in &mut nodes {
-            node.start(&context, &oracle, &everyone, Eligibility::Confirmed)
+            node.start(&context, &oracle, &everyone, Eligibility::Work)
                 .await;
         }
         let register = |nonce: u64, name: &str| {
@@ -444,8 +566,49 @@ fn validators_join_and_leave_at_epoch_boundaries() {
         let epoch_of = |height: u64| height / EPOCH;
         let first_of = |epoch: u64| epoch * EPOCH;
         let last_of = |epoch: u64| (epoch + 1) * EPOCH - 1;
+        let committee = |dir: &Path, epoch: u64| {
+            consensus::recorded_committee(dir, epoch)
+                .unwrap()
+                .unwrap_or_else(|| panic!("no committee recorded for epoch {epoch}"))
+        };
 
-        let registers = nodes[0].node.submit(register(0, "n4")).unwrap();
+        // The genesis validators as confirmed nodes, and the two apps.
+        let mut setup: Vec<Hash> = Vec::new();
+        for (nonce, name) in validators.iter().enumerate() {
+            setup.push(nodes[0].node.submit(register(nonce as u64, name)).unwrap());
+        }
+        setup.push(
+            nodes[0]
+                .node
+                .submit(signed("alice", 0, pinned_app("four", "n4")))
+                .unwrap(),
+        );
+        setup.push(
+            nodes[0]
+                .node
+                .submit(signed("alice", 1, pinned_app("five", "n5")))
+                .unwrap(),
+        );
+        wait_until(&context, "the setup", || {
+            setup
+                .iter()
+                .all(|tx| nodes[0].committed_height(tx).is_some())
+        })
+        .await;
+        let benchmarks: Vec<Hash> = validators
+            .iter()
+            .map(|name| nodes[0].node.submit(benchmark(name)).unwrap())
+            .collect();
+        wait_until(&context, "the validators' benchmarks", || {
+            benchmarks
+                .iter()
+                .all(|tx| nodes[0].committed_height(tx).is_some())
+        })
+        .await;
+        let down = Arc::new(Mutex::new(BTreeSet::new()));
+        let verifiers = spawn_verifiers(&context, nodes[0].node.clone(), &NAMES, down.clone());
+
+        let registers = nodes[0].node.submit(register(4, "n4")).unwrap();
         wait_until(&context, "n4's registration", || {
             nodes[0].committed_height(&registers).is_some()
         })
@@ -461,43 +624,54 @@ fn validators_join_and_leave_at_epoch_boundaries() {
             nodes[0].committed_height(&joins).is_some()
         })
         .await;
-        let n4_epoch = epoch_of(nodes[0].committed_height(&joins).unwrap()) + 1;
-        wait_until(&context, "the epoch with n4", || {
-            nodes[0].height() >= first_of(n4_epoch)
+        let confirmed_epoch = epoch_of(nodes[0].committed_height(&joins).unwrap()) + 1;
+        let n4 = key("n4").public_key();
+        let n5 = key("n5").public_key();
+        let mut n4_epoch = confirmed_epoch;
+        wait_until(&context, "a seat for n4", || {
+            let current = epoch_of(nodes[0].height());
+            while n4_epoch <= current {
+                if committee(&nodes[0].dir, n4_epoch).contains(&n4) {
+                    return true;
+                }
+                n4_epoch += 1;
+            }
+            false
         })
         .await;
-        let n5_registers = nodes[1].node.submit(register(1, "n5")).unwrap();
+
+        // n5 joins, and n4's instance stops answering.
+        let n5_registers = nodes[1].node.submit(register(5, "n5")).unwrap();
         wait_until(&context, "n5's registration", || {
             nodes[0].committed_height(&n5_registers).is_some()
         })
         .await;
         let n5_joins = nodes[1].node.submit(benchmark("n5")).unwrap();
-        let n4_leaves = nodes[1]
-            .node
-            .submit(signed(
-                "owner",
-                2,
-                TxBody::NodeDeregister {
-                    node: key("n4").address(),
-                },
-            ))
-            .unwrap();
-        wait_until(&context, "the swap", || {
+        wait_until(&context, "n5's benchmark", || {
             nodes[0].committed_height(&n5_joins).is_some()
-                && nodes[0].committed_height(&n4_leaves).is_some()
         })
         .await;
-        let swap_epoch = epoch_of(
-            nodes[0]
-                .committed_height(&n5_joins)
-                .unwrap()
-                .max(nodes[0].committed_height(&n4_leaves).unwrap()),
-        ) + 1;
+        down.lock().unwrap().insert(key("n4").address());
+        let stopped_epoch = epoch_of(nodes[0].height());
+        let mut swap_epoch = stopped_epoch;
+        wait_until(&context, "n5 seated without n4", || {
+            let current = epoch_of(nodes[0].height());
+            while swap_epoch <= current {
+                let members = committee(&nodes[0].dir, swap_epoch);
+                if members.contains(&n5) && !members.contains(&n4) {
+                    return true;
+                }
+                swap_epoch += 1;
+            }
+            false
+        })
+        .await;
         let end = last_of(swap_epoch + 1);
         wait_until(&context, "every node past the swap", || {
             nodes.iter().all(|n| n.height() >= end)
         })
         .await;
+        verifiers.abort();
 
         let genesis_keys: Vec<PublicKey> = validators.iter().map(|n| key(n).public_key()).collect();
         let with = |extra: &str| {
@@ -505,31 +679,25 @@ fn validators_join_and_leave_at_epoch_boundaries() {
             keys.push(key(extra).public_key());
             keys
         };
-        let committee = |epoch: u64| {
-            consensus::recorded_committee(&nodes[0].dir, epoch)
-                .unwrap()
-                .unwrap_or_else(|| panic!("no committee recorded for epoch {epoch}"))
-        };
-        assert!(registered_epoch < n4_epoch);
-        assert_eq!(committee(registered_epoch), genesis_keys);
-        assert_eq!(committee(n4_epoch - 1), genesis_keys);
-        assert_eq!(committee(n4_epoch), with("n4"));
-        assert_eq!(committee(swap_epoch - 1), with("n4"));
-        assert_eq!(committee(swap_epoch), with("n5"));
+        let dir = &nodes[0].dir;
+        assert!(registered_epoch < confirmed_epoch && confirmed_epoch < n4_epoch);
+        assert_eq!(committee(dir, registered_epoch), genesis_keys);
+        // Confirmed, but without verified work: no seat.
+        assert_eq!(committee(dir, confirmed_epoch), genesis_keys);
+        assert_eq!(committee(dir, n4_epoch), with("n4"));
+        assert_eq!(committee(dir, swap_epoch), with("n5"));
         // Every node, followers included, recorded the same committees.
         for node in &nodes {
             for epoch in 0..=swap_epoch {
                 assert_eq!(
                     consensus::recorded_committee(&node.dir, epoch).unwrap(),
-                    Some(committee(epoch)),
+                    Some(committee(dir, epoch)),
                     "{} disagrees on epoch {epoch}",
                     node.name
                 );
             }
         }
         // The new validators actually lead views, and the one that left does not.
-        let n4 = key("n4").public_key();
-        let n5 = key("n5").public_key();
         let in_n4_epoch = proposers_in(&nodes[0], first_of(n4_epoch)..=last_of(n4_epoch));
         assert!(
             in_n4_epoch.contains(&n4),
@@ -537,7 +705,10 @@ fn validators_join_and_leave_at_epoch_boundaries() {
         );
         let after_swap = proposers_in(&nodes[0], first_of(swap_epoch)..=end);
         assert!(after_swap.contains(&n5), "n5 never proposed after joining");
-        assert!(!after_swap.contains(&n4), "n4 proposed after leaving");
+        assert!(
+            !after_swap.contains(&n4),
+            "n4 proposed after losing its seat"
+        );
         let roots: Vec<Hash> = nodes.iter().map(|n| n.block_root(end)).collect();
         assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
         for node in &mut nodes {
