@@ -26,6 +26,8 @@ pub(crate) enum ChainCommand {
     },
     /// Every governable param: its key, value, the height it took effect and its allowed range
     Params,
+    /// The validators of the next block's epoch, in seat order
+    Committee,
 }
 
 pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
@@ -76,6 +78,11 @@ pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
                 }
             });
         }
+        ChainCommand::Committee => {
+            let committee = client.get_value("/committee")?;
+            ctx.out
+                .show(&committee, |text| show_committee(text, &committee));
+        }
         ChainCommand::Params => {
             let value = client.get_value("/gov/params")?;
             ctx.out.show(&value, |text| {
@@ -109,6 +116,36 @@ pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn show_committee(text: &mut crate::output::Text, committee: &Value) {
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    text.fields(&[("epoch", cell(&committee["epoch"]))]);
+    text.blank();
+    let rows: Vec<Vec<String>> = committee["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(seat, member)| {
+            vec![
+                seat.to_string(),
+                cell(&member["id"]),
+                cell(&member["name"]),
+                cell(&member["tier"]),
+                cell(&member["endpoint"]),
+            ]
+        })
+        .collect();
+    text.table(
+        &["SEAT", "NODE", "NAME", "TIER", "ENDPOINT"],
+        &rows,
+        "this node does not know the committee of the epoch yet",
+    );
 }
 
 fn show_block(text: &mut crate::output::Text, block: &Value) {

@@ -73,6 +73,13 @@ pub(crate) enum NodeCommand {
     },
     /// List the registered nodes
     List,
+    /// A node's tier, state, instances, useful work, rewards and committee seat
+    Status {
+        /// The node: its id (flux1…), a keystore key name (the node's own key,
+        /// or a key that owns exactly one node) or a devnet node name (node-0)
+        #[arg(value_name = "NAME|ADDRESS")]
+        node: String,
+    },
     /// Deregister a node owned by the --from key, unlocking its collateral
     Deregister {
         /// Key that owns the node
@@ -189,6 +196,21 @@ pub(crate) fn run(ctx: &Context, command: NodeCommand) -> Result<()> {
                 );
             });
         }
+        NodeCommand::Status { node } => {
+            let client = ctx.client()?;
+            let id = resolve_node(ctx, &client, &node)?;
+            let detail = client.get_value(&format!("/nodes/{id}")).map_err(|e| {
+                let e = anyhow!(e);
+                if crate::client::api_status(&e) == Some(404) {
+                    anyhow!(
+                        "no node with id {id} is registered; `flux node list` shows those that are"
+                    )
+                } else {
+                    e
+                }
+            })?;
+            ctx.out.show(&detail, |text| show_status(text, &detail));
+        }
         NodeCommand::Deregister { from, id, tx } => {
             let owner = keystore.load(&from)?;
             let key = owner.secret()?;
@@ -232,6 +254,132 @@ pub(crate) fn list_nodes(client: &crate::client::Client) -> Result<Vec<NodeRecor
                 .map_err(|e| anyhow!("unexpected node record from {}: {e}", client.node_url()))
         })
         .collect()
+}
+
+/// The node id that `text` names: an address as is; a keystore key, as the
+/// node it is the key of or the only node it owns; or a node of the devnet
+/// in the default devnet directory (`node-0`), by its node key.
+fn resolve_node(
+    ctx: &Context,
+    client: &crate::client::Client,
+    text: &str,
+) -> Result<flux_types::Address> {
+    let text = text.trim();
+    if text.starts_with("flux1") {
+        return Ok(text.parse()?);
+    }
+    if let Ok(key) = ctx.keystore().load(text) {
+        let nodes = list_nodes(client)?;
+        if nodes.iter().any(|n| n.id == key.address) {
+            return Ok(key.address);
+        }
+        let owned: Vec<&NodeRecord> = nodes.iter().filter(|n| n.owner == key.address).collect();
+        return match owned.as_slice() {
+            [only] => Ok(only.id),
+            [] => bail!(
+                "key {text} ({}) is no node's key and owns no node",
+                key.address
+            ),
+            many => bail!(
+                "{text} owns {} nodes; name one by id: {}",
+                many.len(),
+                many.iter()
+                    .map(|n| n.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
+    let path = devnet_node_key_path(&ctx.home, text);
+    if path.is_file() {
+        return Ok(read_key_file(&path)?.address);
+    }
+    bail!(
+        "'{text}' is not a node id (flux1…), a key in the keystore (`flux keys list`) or a devnet node ({} does not exist)",
+        path.display()
+    )
+}
+
+/// Where the default devnet keeps node `name`'s key.
+fn devnet_node_key_path(home: &Path, name: &str) -> PathBuf {
+    home.join("devnet").join(name).join("node_key.json")
+}
+
+/// The human form of `GET /nodes/{id}`.
+fn show_status(text: &mut Text, detail: &serde_json::Value) {
+    text.fields(&status_fields(detail));
+}
+
+/// The fields `flux node status` shows, from `GET /nodes/{id}`.
+fn status_fields(detail: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let plain = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let work = &detail["work"];
+    let epoch_line = |e: &serde_json::Value| -> String {
+        if e.is_null() {
+            return "-".into();
+        }
+        let share = match e["verified_permille"].as_u64() {
+            Some(permille) => format!("{}.{}%", permille / 10, permille % 10),
+            None => "nothing assigned".into(),
+        };
+        format!(
+            "epoch {}: {} of {} instance-windows verified ({share}), reward {} FLUX",
+            plain(&e["epoch"]),
+            plain(&e["verified_windows"]),
+            plain(&e["assigned_windows"]),
+            plain(&e["reward"]),
+        )
+    };
+    let instances: Vec<String> = detail["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| format!("{}#{}", plain(&i["app"]), plain(&i["instance"])))
+        .collect();
+    let seat = match work["committee_seat"].as_bool() {
+        Some(true) => format!("yes (epoch {})", plain(&work["epoch"])),
+        Some(false) => "no".to_string(),
+        None => "unknown".to_string(),
+    };
+    let last_paid = match work["rewards_last_paid_epoch"].as_u64() {
+        Some(epoch) => format!(
+            "{} FLUX for epoch {epoch}",
+            plain(&work["rewards_last_paid"])
+        ),
+        None => "never".to_string(),
+    };
+    vec![
+        ("id", plain(&detail["id"])),
+        ("tier", plain(&detail["tier"])),
+        ("status", plain(&detail["status"])),
+        ("endpoint", plain(&detail["endpoint"])),
+        ("owner", plain(&detail["owner"])),
+        (
+            "instances",
+            if instances.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} ({})", instances.len(), instances.join(", "))
+            },
+        ),
+        (
+            "verifying",
+            format!("{} targets", plain(&work["verifying"])),
+        ),
+        ("this epoch", epoch_line(&work["this_epoch"])),
+        ("last epoch", epoch_line(&work["last_epoch"])),
+        ("down windows", plain(&work["down_windows"])),
+        (
+            "rewards",
+            format!("{} FLUX in total", plain(&work["rewards_total"])),
+        ),
+        ("last paid", last_paid),
+        ("committee", seat),
+    ]
 }
 
 struct BenchmarkArgs {
@@ -417,5 +565,83 @@ fn show_benchmark(text: &mut Text, output: &BenchmarkOutput) {
         None => {
             text.line("not sent; send it with --submit --from NODE_KEY");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field<'a>(fields: &'a [(&'static str, String)], name: &str) -> &'a str {
+        fields
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("no field {name}"))
+    }
+
+    #[test]
+    fn status_shows_work_rewards_and_seat() {
+        let detail = json!({
+            "id": "flux1node", "tier": "nimbus", "status": "confirmed",
+            "endpoint": "127.0.0.1:16127", "owner": "flux1owner",
+            "instances": [{ "app": "web", "instance": 2 }],
+            "work": {
+                "epoch": 7, "verifying": 4, "down_windows": 0,
+                "this_epoch": { "epoch": 7, "assigned_windows": 3, "verified_windows": 2,
+                                "verified_permille": 666, "reward": "0.00000000" },
+                "last_epoch": { "epoch": 6, "assigned_windows": 10, "verified_windows": 10,
+                                "verified_permille": 1000, "reward": "12.50000000" },
+                "rewards_total": "40.00000000", "rewards_last_paid_epoch": 6,
+                "rewards_last_paid": "12.50000000", "committee_seat": true,
+            },
+        });
+        let fields = status_fields(&detail);
+        assert_eq!(field(&fields, "tier"), "nimbus");
+        assert_eq!(field(&fields, "status"), "confirmed");
+        assert_eq!(field(&fields, "instances"), "1 (web#2)");
+        assert_eq!(field(&fields, "verifying"), "4 targets");
+        assert_eq!(
+            field(&fields, "this epoch"),
+            "epoch 7: 2 of 3 instance-windows verified (66.6%), reward 0.00000000 FLUX"
+        );
+        assert_eq!(
+            field(&fields, "last epoch"),
+            "epoch 6: 10 of 10 instance-windows verified (100.0%), reward 12.50000000 FLUX"
+        );
+        assert_eq!(field(&fields, "rewards"), "40.00000000 FLUX in total");
+        assert_eq!(field(&fields, "last paid"), "12.50000000 FLUX for epoch 6");
+        assert_eq!(field(&fields, "committee"), "yes (epoch 7)");
+    }
+
+    #[test]
+    fn status_of_a_new_node_says_nothing_yet() {
+        let detail = json!({
+            "id": "flux1node", "tier": "cumulus", "status": "pending", "instances": [],
+            "work": {
+                "epoch": 0, "verifying": 0, "down_windows": 0,
+                "this_epoch": { "epoch": 0, "assigned_windows": 0, "verified_windows": 0,
+                                "verified_permille": null, "reward": "0.00000000" },
+                "last_epoch": null, "rewards_total": "0.00000000",
+                "rewards_last_paid_epoch": null, "rewards_last_paid": "0.00000000",
+                "committee_seat": null,
+            },
+        });
+        let fields = status_fields(&detail);
+        assert_eq!(field(&fields, "instances"), "none");
+        assert!(field(&fields, "this epoch").contains("nothing assigned"));
+        assert_eq!(field(&fields, "last epoch"), "-");
+        assert_eq!(field(&fields, "last paid"), "never");
+        assert_eq!(field(&fields, "committee"), "unknown");
+    }
+
+    #[test]
+    fn devnet_nodes_are_found_under_the_default_devnet() {
+        assert_eq!(
+            devnet_node_key_path(Path::new("/home/x/.flux"), "node-2"),
+            Path::new("/home/x/.flux/devnet/node-2/node_key.json")
+        );
     }
 }
