@@ -925,6 +925,47 @@ fn devnet_end_to_end() {
         "0.00000000"
     );
 
+    // The nodes verify each other's work: the hosts of hello's instances
+    // are credited with instance-windows their verifiers saw up, and no
+    // devnet node counts as down.
+    let hosts: Vec<String> = flux.json(&["app", "status", "hello"])["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["node"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    let work_of = |id: &str| -> Value {
+        apps::http_get(
+            (setup.ip, setup.port).into(),
+            &format!("/api/v1/nodes/{id}"),
+        )
+        .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+        .map(|node| node["work"].clone())
+        .unwrap_or(Value::Null)
+    };
+    let verified = |work: &Value| {
+        ["this_epoch", "last_epoch"]
+            .iter()
+            .map(|epoch| work[epoch]["verified_windows"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    wait_for(
+        "verified work on hello's hosts",
+        NETWORK_TIMEOUT,
+        || {
+            let works: Vec<String> = devnet_ids
+                .iter()
+                .map(|id| format!("{id}: {}", work_of(id)))
+                .collect();
+            format!("{}\n{}", devnet.logs(), works.join("\n"))
+        },
+        || {
+            hosts.iter().all(|id| verified(&work_of(id)) > 0)
+                && devnet_ids.iter().all(|id| work_of(id)["down_windows"] == 0)
+        },
+    );
+
     // Only the owner removes an app.
     let error = flux.fails(&["app", "remove", "hello", "--from", "dev0"]);
     assert!(error.contains("owned by"), "{error}");
