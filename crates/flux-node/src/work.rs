@@ -27,8 +27,10 @@
 //! with its code (`work_duplicate`, expected after a restart within a
 //! window, at debug level).
 //!
-//! A node still catching up probes nothing and reports nothing; a node with
-//! no targets (not confirmed, or alone) only follows the chain.
+//! A node still catching up (behind its peers, or with a last block older
+//! than the lateness bound by its own clock) probes nothing and reports
+//! nothing; a node with no targets (not confirmed, or alone) only follows
+//! the chain.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -179,6 +181,24 @@ pub fn report_due(seen: &Seen, open: &BTreeMap<u64, u64>, current: u64, late_win
     1 + ready.count() >= BATCH_WINDOWS || oldest.saturating_add(late_windows) <= current + 1
 }
 
+/// Whether a state whose last block is at chain time `chain_time_ms` is
+/// recent enough to probe and report by, at wall time `now_ms`: its window
+/// could still be reported (within `report_late_windows` windows). A node
+/// that restarts far behind learns how far only once it hears its peers;
+/// until its state is this recent, what it would report is late anyway.
+pub fn caught_up(chain_time_ms: u64, now_ms: u64, work: &flux_types::params::WorkParams) -> bool {
+    let reach = work.window_ms.saturating_mul(work.report_late_windows);
+    now_ms.saturating_sub(chain_time_ms) <= reach
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// One check of a probe: an HTTP GET of `path` at `host:port`, or a TCP
 /// connect when `path` is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,7 +342,9 @@ pub async fn run(chain: flux_chain::Node, key: SecretKey) {
         let state = chain.state();
         let height = state.height();
         // A node still catching up sees an old state: it neither probes nor reports.
-        if chain.network_height() > height.saturating_add(1) {
+        if chain.network_height() > height.saturating_add(1)
+            || !caught_up(state.time_ms(), wall_clock_ms(), &state.params().work)
+        {
             seen.clear();
             wait_for_block(&chain, height).await;
             continue;
@@ -580,6 +602,17 @@ mod tests {
             .into_iter()
             .collect();
         assert!(!report_due(&closed, &open, 10, 5));
+    }
+
+    #[test]
+    fn a_state_older_than_the_lateness_bound_is_not_caught_up() {
+        let work = Params::devnet().work;
+        let reach = work.window_ms * work.report_late_windows;
+        let now = 1_700_000_000_000;
+        assert!(caught_up(now, now, &work));
+        assert!(caught_up(now + 500, now, &work), "a clock a little behind");
+        assert!(caught_up(now - reach, now, &work));
+        assert!(!caught_up(now - reach - 1, now, &work));
     }
 
     fn signed(state: &State, key: &SecretKey, nonce: u64, body: TxBody) -> SignedTransaction {
