@@ -24,8 +24,9 @@
 //! `report_targets_max`. Each is signed by the node key with no fee and the
 //! next nonce of the node's account counting its pending transactions, and
 //! submitted to the local mempool; the loop follows it and logs a refusal
-//! with its code (`work_duplicate`, expected after a restart within a
-//! window, at debug level).
+//! with its code (`work_duplicate` at debug level: the loop starts with the
+//! window after the one in progress at start, which it may have reported
+//! before a restart, so a duplicate is rare and harmless).
 //!
 //! A node still catching up (behind its peers, or with a last block older
 //! than the lateness bound by its own clock) probes nothing and reports
@@ -352,7 +353,10 @@ pub async fn run(chain: flux_chain::Node, key: SecretKey) {
         follow(&chain, &mut submitted, height);
         let window = state.work_window();
         let open: BTreeMap<u64, u64> = state.open_work_windows().collect();
-        if probed.is_none_or(|last| window > last)
+        // The first window is the one after the state found at start: the
+        // window in progress may have been reported before a restart.
+        let last = *probed.get_or_insert(window);
+        if window > last
             && let Some(epoch) = open.get(&window)
         {
             probed = Some(window);
