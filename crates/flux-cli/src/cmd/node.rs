@@ -77,8 +77,10 @@ pub(crate) enum NodeCommand {
     Status {
         /// The node: its id (flux1…), a keystore key name (the node's own key,
         /// or a key that owns exactly one node) or a devnet node name (node-0)
+        ///
+        /// (Not called `node`: the global --node is the URL of the node to talk to.)
         #[arg(value_name = "NAME|ADDRESS")]
-        node: String,
+        which: String,
     },
     /// Deregister a node owned by the --from key, unlocking its collateral
     Deregister {
@@ -196,9 +198,9 @@ pub(crate) fn run(ctx: &Context, command: NodeCommand) -> Result<()> {
                 );
             });
         }
-        NodeCommand::Status { node } => {
+        NodeCommand::Status { which } => {
             let client = ctx.client()?;
-            let id = resolve_node(ctx, &client, &node)?;
+            let id = resolve_node(ctx, &client, &which)?;
             let detail = client.get_value(&format!("/nodes/{id}")).map_err(|e| {
                 let e = anyhow!(e);
                 if crate::client::api_status(&e) == Some(404) {
