@@ -711,6 +711,13 @@ fn validators_join_and_leave_by_their_verified_work() {
         );
         let roots: Vec<Hash> = nodes.iter().map(|n| n.block_root(end)).collect();
         assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+        // Node::committee (what the API shows) is the recorded committee of
+        // the next block's epoch.
+        for node in &nodes {
+            let current = node.node.committee().unwrap();
+            assert_eq!(current.epoch, epoch_of(node.height() + 1), "{}", node.name);
+            assert_eq!(current.members, committee(&node.dir, current.epoch));
+        }
         for node in &mut nodes {
             node.task.take().unwrap().abort();
             node.node.close();
