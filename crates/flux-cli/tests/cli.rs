@@ -23,6 +23,8 @@ use serde_json::Value;
 mod apps;
 #[path = "cli/containers.rs"]
 mod containers;
+#[path = "cli/failover.rs"]
+mod failover;
 #[path = "cli/gateway.rs"]
 mod gateway;
 #[path = "cli/rolling.rs"]
