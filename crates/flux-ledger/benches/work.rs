@@ -11,7 +11,9 @@
 //! 3. **the block that settles that window**: every target's tally read, the
 //!    hosts credited, the tallies deleted;
 //! 4. **an empty block** of the same chain, as the baseline (the state root
-//!    rehashes every row at the end of every block).
+//!    rehashes every row at the end of every block);
+//! 5. **the block that pays the epoch's rewards**: every node's work in the
+//!    epoch read, weighted by tier, and its owner paid.
 //!
 //! It also times `State::targets_of` for every node. Run with
 //! `cargo bench -p flux-ledger --bench work`; set `FLUX_BENCH_RUNS` to change
@@ -292,6 +294,24 @@ fn main() {
     let empty_block = chain.build(Vec::new());
     let empty = chain.time(&empty_block, runs);
     println!("an empty block, baseline: median {:.1} ms", ms(empty));
+
+    let paying_block = loop {
+        let block = chain.build(Vec::new());
+        let next = apply_block(&chain.state, &block)
+            .expect("a valid block")
+            .state;
+        if next.rewards_summary().unpaid_epoch > epoch {
+            break block;
+        }
+        chain.state = next;
+    };
+    let paying = chain.time(&paying_block, runs);
+    assert!(chain.state.node_reward_in(&host, epoch) > Amount::ZERO);
+    println!(
+        "the block that pays epoch {epoch}'s rewards to {} nodes: median {:.1} ms",
+        chain.state.nodes().count(),
+        ms(paying)
+    );
 }
 
 fn median(values: &mut [Duration]) -> Duration {
