@@ -16,13 +16,19 @@
 # The devnet and the load generator run at NICE (default -10 when run as
 # root, else 0), so that other work on a shared machine disturbs them less.
 #
+# BLOCK_INTERVAL_BUSY_MS sets the genesis's block_interval_busy_ms (written
+# into genesis.json between `devnet init` and `devnet up`); setting it to the
+# block interval turns early blocks off, for comparison.
+#
 #   bench/consensus/run.sh
 #   ROUNDS=5 BLOCK_INTERVAL_MS=200 bench/consensus/run.sh
+#   BLOCK_INTERVAL_BUSY_MS=1000 bench/consensus/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ROUNDS=${ROUNDS:-3}
 BLOCK_INTERVAL_MS=${BLOCK_INTERVAL_MS:-}
+BLOCK_INTERVAL_BUSY_MS=${BLOCK_INTERVAL_BUSY_MS:-}
 LATENCY_RATE=${LATENCY_RATE:-100}
 LATENCY_TXS=${LATENCY_TXS:-10}
 ACCOUNTS=${ACCOUNTS:-2500}
@@ -67,6 +73,17 @@ results="$work/results"
 : >"$results.throughput"
 for round in $(seq 1 "$ROUNDS"); do
   dir="$work/devnet-$round"
+  if [ -n "$BLOCK_INTERVAL_BUSY_MS" ]; then
+    "$flux" --home "$work/home-$round" devnet init --nodes 4 --dir "$dir" --api-host "$API_HOST" \
+      ${BLOCK_INTERVAL_MS:+--block-interval-ms "$BLOCK_INTERVAL_MS"} >"$work/init-$round.log" 2>&1
+    python3 - "$dir/genesis.json" "$BLOCK_INTERVAL_BUSY_MS" <<'PY'
+import json, sys
+path, busy = sys.argv[1], int(sys.argv[2])
+genesis = json.load(open(path))
+genesis["params"]["block_interval_busy_ms"] = busy
+json.dump(genesis, open(path, "w"), indent=2)
+PY
+  fi
   nice -n "$NICE" "$flux" --home "$work/home-$round" devnet up --nodes 4 --dir "$dir" --api-host "$API_HOST" \
     ${BLOCK_INTERVAL_MS:+--block-interval-ms "$BLOCK_INTERVAL_MS"} >"$work/up-$round.log" 2>&1 &
   devnet_pid=$!
@@ -89,7 +106,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "medians over $ROUNDS round(s), $PROFILE build, block interval ${BLOCK_INTERVAL_MS:-default}, batch $BATCH, nice $NICE, load $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min):"
+echo "medians over $ROUNDS round(s), $PROFILE build, block interval ${BLOCK_INTERVAL_MS:-default}, busy ${BLOCK_INTERVAL_BUSY_MS:-default}, batch $BATCH, nice $NICE, load $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min):"
 for key in p50 p99; do
   printf '  finality %s at %s tx/s: %s ms\n' "$key" "$LATENCY_RATE" \
     "$(while read -r l; do echo "$l" | field "['finality_ms']['$key']"; done <"$results.latency" | median)"
