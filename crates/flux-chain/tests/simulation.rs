@@ -185,7 +185,7 @@ impl SimNode {
             eligibility,
             p2p_port: 16125,
             timeouts: Some(Timeouts::for_block_interval(Duration::from_millis(
-                BLOCK_INTERVAL_MS,
+                self.genesis.params.block_interval_ms,
             ))),
         };
         let node = self.node.clone();
@@ -287,6 +287,65 @@ async fn wait_until(context: &Context, what: &str, mut condition: impl FnMut() -
             "waited too long for {what}"
         );
     }
+}
+
+/// The BFT engine paces blocks like the single validator: while idle, a
+/// leader waits out the whole block interval after its parent; a transfer
+/// goes out in a block the busy interval after the last one, well before.
+#[test]
+fn idle_leaders_wait_the_interval_and_a_transfer_does_not() {
+    const IDLE_MS: u64 = 2_000;
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().to_path_buf();
+    runner(11).start(|context| async move {
+        let names = ["v0", "v1", "v2", "v3"];
+        let mut genesis = genesis(&names, 100);
+        genesis.params.block_interval_ms = IDLE_MS;
+        genesis.params.block_interval_busy_ms = 50;
+        let link = Link {
+            latency: Duration::from_millis(10),
+            jitter: Duration::from_millis(2),
+            success_rate: probability!(1.0),
+        };
+        let (oracle, everyone) = network(&context, &names, link).await;
+        let mut nodes: Vec<SimNode> = names
+            .iter()
+            .map(|name| SimNode::open(name, &root, &genesis))
+            .collect();
+        for node in &mut nodes {
+            node.start(&context, &oracle, &everyone, Eligibility::Work)
+                .await;
+        }
+        wait_until(&context, "height 3", || nodes[0].height() >= 3).await;
+        let time = |height: u64| {
+            nodes[0]
+                .node
+                .block(height)
+                .unwrap()
+                .unwrap()
+                .header
+                .timestamp_ms
+        };
+        for height in 2..=3 {
+            let gap = time(height) - time(height - 1);
+            assert!(gap >= IDLE_MS, "idle blocks {gap} ms apart");
+        }
+        let submitted = context.current();
+        let hash = nodes[1].node.submit(transfer(0)).expect("submit");
+        wait_until(&context, "the transfer committed", || {
+            nodes[0].committed_height(&hash).is_some()
+        })
+        .await;
+        let waited = context.current().duration_since(submitted).unwrap();
+        assert!(
+            waited < Duration::from_millis(IDLE_MS / 2),
+            "the transfer took {waited:?}"
+        );
+        for node in &mut nodes {
+            node.task.take().unwrap().abort();
+            node.node.close();
+        }
+    });
 }
 
 /// Blocks per epoch in the lossy scenario.
