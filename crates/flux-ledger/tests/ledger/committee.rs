@@ -17,6 +17,7 @@ fn params(seats: u32) -> Params {
     let mut params = Params::devnet();
     params.epoch_length_blocks = EPOCH;
     params.work.report_late_windows = 2;
+    params.work.window_ms = 2_000;
     params.work.committee_seats_max = seats;
     params
 }

@@ -26,6 +26,7 @@ fn params() -> Params {
     let mut params = Params::devnet();
     params.epoch_length_blocks = EPOCH;
     params.work.report_late_windows = 2;
+    params.work.window_ms = 2_000;
     assert_eq!(params.work.failover_down_windows, 3);
     params
 }
