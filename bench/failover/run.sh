@@ -9,7 +9,8 @@
 # up --nodes 5` (which registers and confirms the nodes), stops it, and runs
 # each node as its own `flux node run` process so that one can be killed.
 # Deploys a 3-instance app (flux-hello, built by images/build.sh), then RUNS
-# times: SIGKILLs the node hosting instance 0, polls /whoami on the other
+# times: once the node hosting instance 0 is verified (its instance is a
+# target of the current epoch), SIGKILLs it, polls /whoami on the other
 # nodes' addresses every 50 ms until instance 0 answers from another node,
 # records the time, and notes when the ledger marked the dead node
 # unreachable; then starts the node again and waits until the ledger
@@ -108,6 +109,11 @@ for run in $(seq 1 "$RUNS"); do
   others=()
   for i in $(seq 0 $((NODES - 1))); do [ "$i" != "$victim" ] && others+=("$i"); done
   api=$((others[0] + 1))
+
+  # The node is verified: its instance is a target of this epoch (a node
+  # placed or confirmed during an epoch is verified from the next one).
+  until [ "$(flux --json node status "$victim_id" 2>/dev/null |
+    json "d['work']['this_epoch']['assigned_windows'] > 0" 2>/dev/null)" = True ]; do sleep 0.2; done
 
   kill -KILL "${pids[$victim]}"
   start=$(now_ms)
