@@ -312,7 +312,22 @@ fn a_killed_node_fails_over_earns_nothing_while_down_and_cleans_up_when_back() {
         .expect("the host is a devnet node");
     let alive: Vec<u8> = all.iter().copied().filter(|i| *i != victim).collect();
     let via = alive[0];
+    // The CLI talks to a node that stays up.
+    let flux = Flux::new(&flux.home, &nodes.url(via));
     assert_eq!(containers_of(&app, &victim_id).len(), 1, "{status:#}");
+
+    // The host is verified once its instance is a target of the epoch (an
+    // instance placed during an epoch is verified from the next one).
+    wait_for(
+        "the host of instance 0 to be verified",
+        APP_TIMEOUT,
+        || nodes.logs(),
+        || {
+            nodes.node(via, &victim_id)["work"]["this_epoch"]["assigned_windows"]
+                .as_u64()
+                .is_some_and(|windows| windows > 0)
+        },
+    );
 
     // Kill the host's process without warning; its container keeps running.
     nodes.kill(victim);
