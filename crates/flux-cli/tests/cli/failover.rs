@@ -10,17 +10,20 @@
 //! ledger confirms it again.
 //! Without a Docker engine the test says SKIPPED and passes.
 //!
-//! Forged, duplicate, late and self-serving reports are refused by the
-//! ledger with typed errors: crates/flux-ledger/tests/ledger/work.rs.
+//! A work report sent again is refused with its typed error
+//! (`work_duplicate`); forged, late and self-serving reports are refused
+//! likewise by the ledger's work tests (crates/flux-ledger/tests/ledger/work.rs).
 //!
 //! The devnet lives on 127.0.44.x; the image is the example image built by
 //! `images/build.sh` (no registry needed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flux_types::{SecretKey, SignedTransaction, TxBody};
 use serde_json::Value;
 
 use super::apps::http_get;
@@ -192,6 +195,82 @@ impl Nodes {
     }
 }
 
+/// `POST path` on `addr` with a JSON body; the whole answer, head included.
+fn http_post(addr: SocketAddr, path: &str, body: &str) -> String {
+    let timeout = Duration::from_secs(5);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// A work report the node `index` sent lately, signed again by its node key
+/// with its next nonce and submitted to its API: refused as a duplicate.
+/// Returns the refusal.
+fn resubmitted_report_is_refused(nodes: &Nodes, index: u8) -> String {
+    let key_file = nodes
+        .setup_root
+        .join("devnet")
+        .join(format!("node-{index}"))
+        .join("node_key.json");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(key_file).expect("node key file"))
+            .expect("node key file is JSON");
+    let seed: [u8; 32] = hex::decode(file["seed"].as_str().expect("seed"))
+        .expect("seed is hex")
+        .try_into()
+        .expect("seed is 32 bytes");
+    let key = SecretKey::from_seed(seed);
+    let api = SocketAddr::from((node_ip(index), nodes.port));
+    let get = |path: &str| -> Value {
+        http_get(api, path)
+            .and_then(|body| serde_json::from_str(&body).ok())
+            .unwrap_or(Value::Null)
+    };
+    let mut other = Vec::new();
+    let deadline = Instant::now() + APP_TIMEOUT;
+    while Instant::now() < deadline {
+        let height = get("/api/v1/status")["height"].as_u64().unwrap_or(0);
+        let sent = (height.saturating_sub(2)..=height).rev().find_map(|h| {
+            get(&format!("/api/v1/blocks/{h}"))["txs"]
+                .as_array()?
+                .iter()
+                .find_map(|entry| {
+                    let signed: SignedTransaction =
+                        serde_json::from_value(entry["tx"].clone()).ok()?;
+                    (signed.tx.signer == key.public_key()
+                        && matches!(signed.tx.body, TxBody::WorkReport { .. }))
+                    .then_some(signed.tx)
+                })
+        });
+        if let Some(mut tx) = sent {
+            tx.nonce = get(&format!("/api/v1/accounts/{}", key.address()))["next_nonce"]
+                .as_u64()
+                .unwrap_or(0);
+            let hex = hex::encode(flux_types::codec::encode(&tx.sign(&key)));
+            let body = serde_json::json!({ "tx": hex }).to_string();
+            let answer = http_post(api, "/api/v1/transactions", &body);
+            if answer.contains("work_duplicate") {
+                return answer;
+            }
+            // A race with the node's own next report, or a window settled
+            // meanwhile: try a newer report.
+            other.push(answer);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no resubmitted report was refused as a duplicate: {other:#?}");
+}
+
 /// A FLUX amount as shown by the API, in units of 10^-8.
 fn units(amount: &Value) -> u64 {
     let text = amount.as_str().unwrap_or("0");
@@ -286,6 +365,11 @@ fn a_killed_node_fails_over_earns_nothing_while_down_and_cleans_up_when_back() {
             answers.len() == 3 && answers.values().collect::<BTreeSet<_>>().len() == 3
         },
     );
+
+    // A report sent again is refused with its typed error and counts once
+    // (forged, self-serving and late reports: the ledger's work tests).
+    let refusal = resubmitted_report_is_refused(&nodes, 0);
+    assert!(refusal.starts_with("HTTP/1.1 4"), "{refusal}");
 
     // The host of instance 0, by its registered endpoint.
     let status = flux.json(&["app", "status", &app]);
