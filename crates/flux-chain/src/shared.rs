@@ -270,6 +270,12 @@ impl Shared {
                 rejections,
             } = &mut *pool;
             for (hash, error) in rejected {
+                // A transaction refused only because an earlier nonce of its
+                // signer was refused in the same block waits for the gap to
+                // be filled (or expires), as one that arrived early does.
+                if matches!(error, TxError::NonceGap { .. }) {
+                    continue;
+                }
                 rejections.record(*hash, error.code(), error.to_string());
                 mempool.remove(hash);
             }
@@ -358,5 +364,101 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flux_ledger::{BlockContext, build_block};
+    use flux_types::{
+        Amount, Genesis, GenesisAccount, GenesisValidator, Params, SecretKey, Transaction, TxBody,
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_transaction_behind_a_refused_nonce_waits_for_the_gap_to_fill() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let alice = SecretKey::development("alice");
+        let validator = SecretKey::development("validator");
+        let genesis = Genesis {
+            chain_id: "flux-test".into(),
+            genesis_time_ms: 1_700_000_000_000,
+            params: Params::devnet(),
+            accounts: vec![GenesisAccount {
+                address: alice.address(),
+                balance: Amount::flux(100),
+            }],
+            validators: vec![GenesisValidator {
+                name: "validator".into(),
+                public_key: validator.public_key(),
+                p2p_endpoint: "127.0.0.1:16125".into(),
+                api_endpoint: "127.0.0.1:16127".into(),
+            }],
+        };
+        let (store, state) = crate::open(dir.path(), &genesis).expect("open the store");
+        let shared = Shared::new(
+            store,
+            state.clone(),
+            Limits {
+                txs_max: 100,
+                bytes_max: 1 << 20,
+            },
+        );
+        let transfer = |nonce: u64, flux: u64| {
+            Transaction {
+                chain_id: genesis.chain_id.clone(),
+                signer: alice.public_key(),
+                nonce,
+                fee: genesis.params.tx_fee_min,
+                body: TxBody::Transfer {
+                    to: validator.address(),
+                    amount: Amount::flux(flux),
+                },
+            }
+            .sign(&alice)
+        };
+        let first = shared.submit(transfer(0, 1)).expect("admit nonce 0");
+        let second = shared.submit(transfer(1, 1)).expect("admit nonce 1");
+        assert_eq!(shared.next_nonce(&alice.address()), 2);
+
+        // A block refused the first (as a late report would be) and so the
+        // second for its gap.
+        let built = build_block(
+            &state,
+            &BlockContext {
+                timestamp_ms: state.time_ms() + 1_000,
+                proposer: validator.public_key(),
+            },
+            Vec::new(),
+        );
+        let refused = [
+            (
+                first,
+                TxError::FeeTooLow {
+                    min: genesis.params.tx_fee_min,
+                    got: Amount::ZERO,
+                },
+            ),
+            (
+                second,
+                TxError::NonceGap {
+                    account: alice.address(),
+                    expected: 0,
+                    got: 1,
+                },
+            ),
+        ];
+        shared.advance(&built.block, built.outcome.state, &refused);
+
+        assert!(matches!(
+            shared.tx_status(&first),
+            Ok(TxStatus::Rejected { .. })
+        ));
+        assert!(matches!(shared.tx_status(&second), Ok(TxStatus::Pending)));
+        // The next transaction fills the gap, and the waiting one follows it.
+        assert_eq!(shared.next_nonce(&alice.address()), 0);
+        shared.submit(transfer(0, 2)).expect("fill the gap");
+        assert_eq!(shared.next_nonce(&alice.address()), 2);
     }
 }
