@@ -171,6 +171,7 @@ fn build_router(node: Node, config: &ApiConfig, metrics: Arc<Metrics>) -> Router
         .route("/api/v1/nodes", get(routes::nodes))
         .route("/api/v1/nodes/{id}", get(routes::node))
         .route("/api/v1/committee", get(routes::committee))
+        .route("/api/v1/supply", get(routes::supply))
         .route("/api/v1/apps", get(routes::apps))
         .route(
             "/api/v1/apps/quote",

@@ -144,6 +144,47 @@ pub(crate) struct AccountResponse {
     pub(crate) next_nonce: u64,
 }
 
+/// The supply and where issued coins went, at one height.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Supply)]
+pub(crate) struct SupplyResponse {
+    /// Height of the finalized block the figures are at.
+    pub(crate) height: u64,
+    /// Epoch of that block.
+    pub(crate) epoch: u64,
+    /// Every coin in existence, in FLUX: `genesis + issued - burned`.
+    #[schema(value_type = String, example = "1000140.00000000")]
+    pub(crate) total: Amount,
+    /// Supply at genesis, in FLUX.
+    #[schema(value_type = String, example = "1000000.00000000")]
+    pub(crate) genesis: Amount,
+    /// Every coin issued as block rewards since genesis, in FLUX.
+    #[schema(value_type = String, example = "140.00000000")]
+    pub(crate) issued: Amount,
+    /// Every coin burned since genesis (proposal deposits without quorum), in FLUX.
+    #[schema(value_type = String, example = "0.00000000")]
+    pub(crate) burned: Amount,
+    /// Balance of the reward-pool account (issuance and app payments not
+    /// paid out yet), in FLUX.
+    #[schema(value_type = String, example = "14.00000000")]
+    pub(crate) reward_pool: Amount,
+    /// Balance of the treasury account, in FLUX.
+    #[schema(value_type = String, example = "4.50000000")]
+    pub(crate) treasury: Amount,
+    /// Balance of the account holding open proposals' deposits, in FLUX.
+    #[schema(value_type = String, example = "0.00000000")]
+    pub(crate) gov_deposits: Amount,
+    /// Every reward paid from the pool to node owners, in FLUX: the sum
+    /// of the nodes' `rewards_total`.
+    #[schema(value_type = String, example = "121.50000000")]
+    pub(crate) paid_to_nodes: Amount,
+    /// Every coin paid from the pool to the treasury, in FLUX.
+    #[schema(value_type = String, example = "4.50000000")]
+    pub(crate) paid_to_treasury: Amount,
+    /// The oldest epoch whose rewards are not paid yet.
+    pub(crate) unpaid_epoch: u64,
+}
+
 /// An app with its current monthly price.
 #[derive(Debug, Serialize)]
 pub(crate) struct AppListItem {
@@ -708,6 +749,36 @@ pub(crate) async fn committee(State(state): State<AppState>) -> ApiResult<Json<C
     }))
 }
 
+/// The supply: genesis, issued, burned, and the reward pool, the treasury
+/// and what was paid from the pool, all at one height.
+#[utoipa::path(
+    get,
+    path = "/api/v1/supply",
+    tag = "chain",
+    responses(
+        (status = 200, description = "The supply at the last finalized block; `total` is always `genesis + issued - burned`", body = SupplyResponse),
+    )
+)]
+pub(crate) async fn supply(State(state): State<AppState>) -> Json<SupplyResponse> {
+    let snapshot = state.node.state();
+    let summary = snapshot.rewards_summary();
+    let balance = |address| snapshot.account(&address).balance;
+    Json(SupplyResponse {
+        height: snapshot.height(),
+        epoch: snapshot.epoch(),
+        total: snapshot.total_supply(),
+        genesis: summary.genesis_supply,
+        issued: summary.issued,
+        burned: summary.burned,
+        reward_pool: balance(flux_ledger::reward_pool_address()),
+        treasury: balance(flux_ledger::treasury_address()),
+        gov_deposits: balance(flux_ledger::gov_deposits_address()),
+        paid_to_nodes: summary.paid_to_nodes,
+        paid_to_treasury: summary.paid_to_treasury,
+        unpaid_epoch: summary.unpaid_epoch,
+    })
+}
+
 /// Registered apps, ordered by name, each with its current monthly price.
 #[utoipa::path(
     get,
@@ -1142,7 +1213,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     get,
     path = "/",
     tag = "meta",
-    responses((status = 200, description = "A page showing the chain, nodes and apps, refreshed every 2 s", body = String, content_type = "text/html"))
+    responses((status = 200, description = "A page showing the chain, the supply, the committee, nodes with their work and rewards, and apps, refreshed every 2 s", body = String, content_type = "text/html"))
 )]
 pub(crate) async fn dashboard() -> Response {
     (

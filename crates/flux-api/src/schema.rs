@@ -30,6 +30,7 @@ use crate::routes;
         routes::nodes,
         routes::node,
         routes::committee,
+        routes::supply,
         routes::apps,
         routes::app,
         routes::quote,

@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const FUNDS: Amount = Amount::flux(1_000_000);
 
 /// Every route of the API with its method, as the OpenAPI document must list them.
-const ROUTES: [(&str, &str); 21] = [
+const ROUTES: [(&str, &str); 22] = [
     ("get", "/"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
@@ -42,6 +42,7 @@ const ROUTES: [(&str, &str); 21] = [
     ("get", "/api/v1/nodes"),
     ("get", "/api/v1/nodes/{id}"),
     ("get", "/api/v1/committee"),
+    ("get", "/api/v1/supply"),
     ("get", "/api/v1/apps"),
     ("post", "/api/v1/apps/quote"),
     ("get", "/api/v1/apps/{name}"),
@@ -974,6 +975,77 @@ async fn bodies_over_the_limit_are_refused() {
     h.stop().await;
 }
 
+/// An amount of a response, exactly.
+fn amount(value: &Value) -> Amount {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("not an amount: {value}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn supply_is_genesis_plus_issued_minus_burned() {
+    let h = Harness::start().await;
+    let deadline = Instant::now() + DEADLINE;
+    let supply = loop {
+        let supply = h.get("/api/v1/supply").await.ok(200);
+        if supply["height"].as_u64().unwrap_or(0) >= 3 {
+            break supply;
+        }
+        assert!(Instant::now() < deadline, "no third block: {supply}");
+        tokio::time::sleep(Duration::from_millis(BLOCK_INTERVAL_MS)).await;
+    };
+    assert_documented(&h.openapi().await, "Supply", &supply);
+    let [
+        total,
+        genesis,
+        issued,
+        burned,
+        pool,
+        treasury,
+        deposits,
+        to_nodes,
+        to_treasury,
+    ] = [
+        "total",
+        "genesis",
+        "issued",
+        "burned",
+        "reward_pool",
+        "treasury",
+        "gov_deposits",
+        "paid_to_nodes",
+        "paid_to_treasury",
+    ]
+    .map(|key| amount(&supply[key]));
+    assert_eq!(genesis, FUNDS, "{supply}");
+    assert_eq!(
+        Some(total),
+        genesis
+            .checked_add(issued)
+            .and_then(|s| s.checked_sub(burned)),
+        "{supply}"
+    );
+    // Issued is the schedule at the time of that very block.
+    let height = supply["height"].as_u64().expect("a height");
+    let block = h.get(&format!("/api/v1/blocks/{height}")).await.ok(200);
+    let elapsed = block["header"]["timestamp_ms"].as_u64().expect("a time")
+        - h.node.genesis().genesis_time_ms;
+    let scheduled = flux_ledger::scheduled_issuance(&h.params.rewards, elapsed);
+    assert_eq!(u128::from(issued.as_units()), scheduled, "{supply}");
+    assert!(!issued.is_zero(), "{supply}");
+    // No node works on this chain: everything issued waits in the pool.
+    assert_eq!(burned, Amount::ZERO, "{supply}");
+    assert_eq!(deposits, Amount::ZERO, "{supply}");
+    assert_eq!((to_nodes, to_treasury), (Amount::ZERO, Amount::ZERO));
+    assert_eq!((pool, treasury), (issued, Amount::ZERO), "{supply}");
+    assert!(
+        supply["unpaid_epoch"].as_u64() <= supply["epoch"].as_u64(),
+        "{supply}"
+    );
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn openapi_document_describes_every_route() {
     let h = Harness::start().await;
@@ -1077,7 +1149,14 @@ async fn status_metrics_params_and_dashboard() {
         page.content_type
     );
     assert!(page.text.contains("<title>Flux node</title>"));
-    for api in ["/status", "/nodes", "/apps"] {
+    for api in [
+        "/status",
+        "/nodes",
+        "/nodes/",
+        "/apps",
+        "/supply",
+        "/committee",
+    ] {
         assert!(
             page.text.contains(&format!("\"{api}\"")),
             "the dashboard does not read {api}"

@@ -28,6 +28,9 @@ pub(crate) enum ChainCommand {
     Params,
     /// The validators of the next block's epoch, in seat order
     Committee,
+    /// Total supply (genesis + issued - burned), the reward pool, the
+    /// treasury and what was paid to nodes, at the last finalized block
+    Supply,
 }
 
 pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
@@ -82,6 +85,30 @@ pub(crate) fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
             let committee = client.get_value("/committee")?;
             ctx.out
                 .show(&committee, |text| show_committee(text, &committee));
+        }
+        ChainCommand::Supply => {
+            let supply = client.get_value("/supply")?;
+            ctx.out.show(&supply, |text| {
+                let cell = |key: &str| match &supply[key] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let flux = |key: &str| format!("{} FLUX", cell(key));
+                text.fields(&[
+                    ("height", cell("height")),
+                    ("epoch", cell("epoch")),
+                    ("total supply", flux("total")),
+                    ("genesis", flux("genesis")),
+                    ("issued", flux("issued")),
+                    ("burned", flux("burned")),
+                    ("reward pool", flux("reward_pool")),
+                    ("treasury", flux("treasury")),
+                    ("gov deposits", flux("gov_deposits")),
+                    ("paid to nodes", flux("paid_to_nodes")),
+                    ("paid to treasury", flux("paid_to_treasury")),
+                    ("unpaid epoch", cell("unpaid_epoch")),
+                ]);
+            });
         }
         ChainCommand::Params => {
             let value = client.get_value("/gov/params")?;
