@@ -8,6 +8,9 @@
 //! DIR/node-I/node_key.json  the node's own key, mode 0600
 //! DIR/node-I/data/          the node's database
 //! DIR/node-I/node.log       what the node process writes
+//! DIR/node-I/pid            the node's process id while `up` runs it
+//! DIR/node-I/restart        a request to `up` to start the node again
+//! DIR/up.pid                the process id of `up` while it runs
 //! ```
 //!
 //! Node I listens on its own loopback address, 127.0.0.(I+1) by default,
@@ -19,6 +22,11 @@
 //! its own process group, so that the parent decides the order of shutdown;
 //! on Linux a child also receives SIGTERM if the parent dies without
 //! cleaning up. Running `up` again on the same directory resumes the devnet.
+//!
+//! A node that exits while the devnet runs (killed, crashed) is reported and
+//! the others carry on; `restart NODE` asks the running `up` to start it
+//! again, as its child like the others, so that Ctrl-C stops it too. `up`
+//! ends with an error once every node is gone.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -77,6 +85,17 @@ pub(crate) enum DevnetCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Start again a node of the running devnet that exited (killed, crashed)
+    Restart {
+        /// The node: its name (node-2) or its index (2)
+        node: String,
+        /// The devnet's directory [default: HOME/devnet]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Seconds to wait for the node's API to answer
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -128,6 +147,11 @@ pub(crate) fn run(ctx: &Context, command: DevnetCommand) -> Result<()> {
             Ok(())
         }
         DevnetCommand::Status { dir } => status(ctx, dir),
+        DevnetCommand::Restart {
+            node,
+            dir,
+            timeout_secs,
+        } => restart(ctx, dir, &node, timeout_secs),
     }
 }
 
@@ -153,6 +177,14 @@ impl DevnetNode {
 
     fn log_path(&self) -> PathBuf {
         self.dir.join("node.log")
+    }
+
+    fn pid_path(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+
+    fn restart_path(&self) -> PathBuf {
+        self.dir.join("restart")
     }
 }
 
@@ -550,32 +582,67 @@ impl Signals {
     }
 }
 
+/// A node process of the devnet.
+struct Running {
+    name: String,
+    api: String,
+    log: PathBuf,
+    pid_path: PathBuf,
+    child: Child,
+}
+
 /// The node processes; any still running when this is dropped are killed.
 struct Children {
-    running: Vec<(String, PathBuf, Child)>,
+    running: Vec<Running>,
 }
 
 impl Children {
+    /// Starts `node` and records its process id in its pid file.
+    fn spawn(&mut self, node: &DevnetNode) -> Result<u32> {
+        let child = spawn_node(node)?;
+        let pid = child.id();
+        fs::write(node.pid_path(), format!("{pid}\n"))
+            .with_context(|| format!("cannot write {}", node.pid_path().display()))?;
+        self.running.push(Running {
+            name: node.name.clone(),
+            api: node.api_url(),
+            log: node.log_path(),
+            pid_path: node.pid_path(),
+            child,
+        });
+        Ok(pid)
+    }
+
+    fn is_running(&self, name: &str) -> bool {
+        self.running.iter().any(|r| r.name == name)
+    }
+
     /// Asks every node to stop (SIGTERM), waits for them, and kills those
     /// that take too long or when a second signal arrives.
     fn stop(&mut self, signals: &Signals, out: &crate::output::Output) {
         let received = signals.received();
-        for (_, _, child) in &self.running {
-            terminate(child);
+        for running in &self.running {
+            terminate(&running.child);
         }
         let spinner = out.spinner("stopping the devnet");
         let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
         loop {
-            self.running
-                .retain_mut(|(_, _, child)| matches!(child.try_wait(), Ok(None)));
+            self.running.retain_mut(|running| {
+                let exited = !matches!(running.child.try_wait(), Ok(None));
+                if exited {
+                    let _ = fs::remove_file(&running.pid_path);
+                }
+                !exited
+            });
             if self.running.is_empty() {
                 break;
             }
             if Instant::now() >= deadline || signals.received() > received {
-                for (name, _, child) in &mut self.running {
-                    spinner.set_message(format!("killing {name}"));
-                    let _ = child.kill();
-                    let _ = child.wait();
+                for running in &mut self.running {
+                    spinner.set_message(format!("killing {}", running.name));
+                    let _ = running.child.kill();
+                    let _ = running.child.wait();
+                    let _ = fs::remove_file(&running.pid_path);
                 }
                 self.running.clear();
                 break;
@@ -585,24 +652,64 @@ impl Children {
     }
 
     /// The first node that has exited, with its status.
-    fn exited(&mut self) -> Option<(String, PathBuf, ExitStatus)> {
+    fn exited(&mut self) -> Option<(Running, ExitStatus)> {
         let position = self
             .running
             .iter_mut()
-            .position(|(_, _, child)| !matches!(child.try_wait(), Ok(None)))?;
-        let (name, log, mut child) = self.running.remove(position);
-        let status = child.wait().ok()?;
-        Some((name, log, status))
+            .position(|running| !matches!(running.child.try_wait(), Ok(None)))?;
+        let mut running = self.running.remove(position);
+        let _ = fs::remove_file(&running.pid_path);
+        let status = running.child.wait().ok()?;
+        Some((running, status))
     }
 }
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for (_, _, child) in &mut self.running {
-            let _ = child.kill();
-            let _ = child.wait();
+        for running in &mut self.running {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+            let _ = fs::remove_file(&running.pid_path);
         }
     }
+}
+
+/// `DIR/up.pid` while `up` runs; removed when it ends.
+struct UpPidFile(PathBuf);
+
+impl UpPidFile {
+    fn write(dir: &Path) -> Result<UpPidFile> {
+        let path = dir.join("up.pid");
+        fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(UpPidFile(path))
+    }
+}
+
+impl Drop for UpPidFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The process id in a pid file, if that process is alive.
+fn live_pid(path: &Path) -> Option<u32> {
+    let pid: libc::pid_t = fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // A zombie has exited: it only waits for its parent to reap it.
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s == "Z"))
+        })
+        .unwrap_or(false);
+    (alive && !zombie).then(|| pid.unsigned_abs())
 }
 
 fn terminate(child: &Child) {
@@ -676,11 +783,12 @@ fn log_tail(path: &Path) -> String {
     lines[start..].join("\n")
 }
 
-fn exited_error(name: &str, log: &Path, status: ExitStatus) -> anyhow::Error {
+fn exited_error(running: &Running, status: ExitStatus) -> anyhow::Error {
     anyhow!(
-        "{name} exited ({status}); last lines of {}:\n{}",
-        log.display(),
-        log_tail(log)
+        "{} exited ({status}); last lines of {}:\n{}",
+        running.name,
+        running.log.display(),
+        log_tail(&running.log)
     )
 }
 
@@ -699,16 +807,17 @@ fn up(ctx: &Context, args: &UpArgs) -> Result<()> {
             );
         }
     }
+    let _up_pid = UpPidFile::write(&devnet.dir)?;
+    for node in &devnet.nodes {
+        // A request left by a `restart` while no devnet ran.
+        let _ = fs::remove_file(node.restart_path());
+    }
     let mut children = Children {
         running: Vec::new(),
     };
     let mut pids = Vec::new();
     for node in &devnet.nodes {
-        let child = spawn_node(node)?;
-        pids.push(child.id());
-        children
-            .running
-            .push((node.name.clone(), node.log_path(), child));
+        pids.push(children.spawn(node)?);
     }
     let waited = wait_until_ready(
         ctx,
@@ -742,15 +851,7 @@ fn up(ctx: &Context, args: &UpArgs) -> Result<()> {
         });
     }
 
-    let result = loop {
-        if signals.received() > 0 {
-            break Ok(());
-        }
-        if let Some((name, log, status)) = children.exited() {
-            break Err(exited_error(&name, &log, status));
-        }
-        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
-    };
+    let result = supervise(ctx, &devnet, &mut children, &signals);
     children.stop(&signals, &ctx.out);
     if result.is_ok() && !ctx.out.is_json() {
         ctx.out.note(&format!(
@@ -760,6 +861,57 @@ fn up(ctx: &Context, args: &UpArgs) -> Result<()> {
         ));
     }
     result
+}
+
+/// Runs until Ctrl-C: reports the nodes that exit, starts again those that
+/// `restart` asks for, and fails once no node is left.
+fn supervise(
+    ctx: &Context,
+    devnet: &Devnet,
+    children: &mut Children,
+    signals: &Signals,
+) -> Result<()> {
+    loop {
+        if signals.received() > 0 {
+            return Ok(());
+        }
+        while let Some((running, status)) = children.exited() {
+            ctx.out.note(&format!(
+                "{} at {} exited ({status}); log: {}; the other nodes carry on; `{} devnet restart {}{}` starts it again",
+                running.name,
+                running.api,
+                running.log.display(),
+                flux_prefix(ctx),
+                running.name,
+                dir_flag(ctx, &devnet.dir)
+            ));
+        }
+        for node in &devnet.nodes {
+            // A node not yet reaped keeps its request for the next round.
+            if !node.restart_path().exists() || children.is_running(&node.name) {
+                continue;
+            }
+            let _ = fs::remove_file(node.restart_path());
+            match children.spawn(node) {
+                Ok(pid) => ctx.out.note(&format!(
+                    "{} restarted at {} (pid {pid}); log: {}",
+                    node.name,
+                    node.api_url(),
+                    node.log_path().display()
+                )),
+                Err(error) => ctx
+                    .out
+                    .note(&format!("{} did not restart: {error:#}", node.name)),
+            }
+        }
+        if children.running.is_empty() {
+            bail!(
+                "every node of the devnet has exited; their logs are in {}",
+                devnet.dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+    }
 }
 
 fn wait_until_ready(
@@ -782,8 +934,8 @@ fn wait_until_ready(
             if signals.received() > 0 {
                 return Ok(());
             }
-            if let Some((name, log, status)) = children.exited() {
-                return Err(exited_error(&name, &log, status));
+            if let Some((running, status)) = children.exited() {
+                return Err(exited_error(&running, status));
             }
             if client.status().is_ok() {
                 break;
@@ -813,8 +965,8 @@ fn wait_until_ready(
         if signals.received() > 0 {
             return Ok(());
         }
-        if let Some((name, log, status)) = children.exited() {
-            return Err(exited_error(&name, &log, status));
+        if let Some((running, status)) = children.exited() {
+            return Err(exited_error(&running, status));
         }
         if client
             .status()
@@ -1145,6 +1297,93 @@ fn status(ctx: &Context, dir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Asks the running `up` of the devnet in `dir` to start `name` again and
+/// waits for its API.
+fn restart(ctx: &Context, dir: Option<PathBuf>, name: &str, timeout_secs: u64) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| default_dir(ctx));
+    if !dir.join("genesis.json").exists() {
+        bail!(
+            "no devnet in {}; start one with `{} devnet up{}`",
+            dir.display(),
+            flux_prefix(ctx),
+            dir_flag(ctx, &dir)
+        );
+    }
+    let devnet = Devnet::open(&dir)?;
+    let wanted = match name.parse::<usize>() {
+        Ok(index) => format!("node-{index}"),
+        Err(_) => name.to_string(),
+    };
+    let Some(node) = devnet.nodes.iter().find(|node| node.name == wanted) else {
+        let names: Vec<&str> = devnet.nodes.iter().map(|n| n.name.as_str()).collect();
+        bail!(
+            "no node {name} in the devnet in {}; its nodes: {}",
+            dir.display(),
+            names.join(", ")
+        );
+    };
+    if live_pid(&dir.join("up.pid")).is_none() {
+        bail!(
+            "no `flux devnet up` runs the devnet in {}; `{} devnet up{}` starts every node",
+            dir.display(),
+            flux_prefix(ctx),
+            dir_flag(ctx, &dir)
+        );
+    }
+    if let Some(pid) = live_pid(&node.pid_path()) {
+        bail!(
+            "{} is running (pid {pid}, API {}); kill it first to restart it",
+            node.name,
+            node.api_url()
+        );
+    }
+    let client = Client::with_timeout(&node.api_url(), Duration::from_millis(1_000))?;
+    if client.status().is_ok() {
+        bail!("a node already answers at {}", node.api_url());
+    }
+    write_new(&node.restart_path(), "")
+        .with_context(|| format!("cannot ask the devnet to restart {}", node.name))?;
+    let spinner = ctx
+        .out
+        .spinner(format!("restarting {} at {}", node.name, node.api_url()));
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let status = loop {
+        if let Ok(status) = client.status() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = fs::remove_file(node.restart_path());
+            bail!(
+                "{} did not answer at {} within {timeout_secs} s; last lines of {}:\n{}",
+                node.name,
+                node.api_url(),
+                node.log_path().display(),
+                log_tail(&node.log_path())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS * 2));
+    };
+    drop(spinner);
+    let pid = live_pid(&node.pid_path());
+    let value = serde_json::json!({
+        "name": node.name,
+        "api": node.api_url(),
+        "pid": pid,
+        "height": status.height,
+        "log": node.log_path(),
+    });
+    ctx.out.show(&value, |text| {
+        text.line(format!(
+            "{} is back at {} (height {}, catching up); log: {}",
+            node.name,
+            node.api_url(),
+            status.height,
+            node.log_path().display()
+        ));
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1156,5 +1395,29 @@ mod tests {
             SecretKey::development(&dev_key_name(3)).address(),
             SecretKey::development("dev3").address()
         );
+    }
+
+    #[test]
+    fn a_pid_file_names_a_live_process_or_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pid");
+        assert_eq!(live_pid(&path), None, "no file");
+        fs::write(&path, format!("{}\n", std::process::id())).expect("write");
+        assert_eq!(live_pid(&path), Some(std::process::id()));
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        fs::write(&path, child.id().to_string()).expect("write");
+        // Exited but not reaped: a zombie is not alive.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live_pid(&path).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the zombie still counts as alive"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait().expect("reap");
+        assert_eq!(live_pid(&path), None, "a reaped process");
+        fs::write(&path, "garbage").expect("write");
+        assert_eq!(live_pid(&path), None);
     }
 }

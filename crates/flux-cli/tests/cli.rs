@@ -968,6 +968,136 @@ fn devnet_end_to_end() {
         },
     );
 
+    // Rewards and supply add up over several epochs, through one node's
+    // API. Wait until the pool has paid the nodes for two epochs.
+    let api = |path: &str| -> Value {
+        apps::http_get((setup.ip, setup.port).into(), &format!("/api/v1{path}"))
+            .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+            .unwrap_or(Value::Null)
+    };
+    let units = |value: &Value| -> u128 {
+        let amount: flux_types::Amount = value
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_else(|| panic!("not an amount: {value}"));
+        u128::from(amount.as_units())
+    };
+    let mut first_payment: Option<(u64, u128)> = None;
+    wait_for(
+        "the nodes to be paid for two epochs",
+        NETWORK_TIMEOUT,
+        || format!("{}\n{}", devnet.logs(), api("/supply")),
+        || {
+            let supply = api("/supply");
+            if !supply["paid_to_nodes"].is_string() {
+                return false;
+            }
+            let paid = units(&supply["paid_to_nodes"]);
+            let unpaid = supply["unpaid_epoch"].as_u64().unwrap_or(0);
+            match first_payment {
+                _ if paid == 0 => false,
+                None => {
+                    first_payment = Some((unpaid, paid));
+                    false
+                }
+                Some((epoch, before)) => unpaid > epoch && paid > before,
+            }
+        },
+    );
+    // Every account that can hold coins here: the dev keys, alice, each
+    // node's owner and key (fees go to proposers' keys), the validators and
+    // the module accounts, read at one height (the supply's, the same
+    // before and after the reads).
+    let deadline = Instant::now() + NETWORK_TIMEOUT;
+    let (supply, details, accounts) = loop {
+        let before = api("/supply");
+        let nodes = api("/nodes");
+        let details: Vec<Value> = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|node| api(&format!("/nodes/{}", node["id"].as_str().unwrap_or(""))))
+            .collect();
+        let mut addresses: std::collections::BTreeSet<String> = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["address"].as_str().unwrap().to_string())
+            .chain([alice.clone()])
+            .chain(flux_ledger::module_accounts().iter().map(|a| a.to_string()))
+            .collect();
+        for node in nodes.as_array().into_iter().flatten() {
+            for field in ["id", "owner"] {
+                addresses.extend(node[field].as_str().map(str::to_string));
+            }
+        }
+        for member in api("/committee")["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            addresses.extend(member["id"].as_str().map(str::to_string));
+        }
+        let accounts: Vec<Value> = addresses
+            .iter()
+            .map(|address| api(&format!("/accounts/{address}")))
+            .collect();
+        let after = api("/supply");
+        if before["height"].is_u64() && before["height"] == after["height"] {
+            break (after, details, accounts);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no two supply reads at one height: {before} {after}"
+        );
+    };
+    let total = units(&supply["total"]);
+    assert_eq!(
+        total,
+        units(&supply["genesis"]) + units(&supply["issued"]) - units(&supply["burned"]),
+        "{supply}"
+    );
+    assert_eq!(supply["genesis"], "4000000.00000000", "{supply}");
+    let held: u128 = accounts
+        .iter()
+        .map(|account| units(&account["balance"]) + units(&account["locked"]))
+        .sum();
+    assert_eq!(
+        held,
+        total,
+        "the accounts do not hold the supply: {supply}\n{}",
+        Value::Array(accounts.clone())
+    );
+    let rewards: u128 = details
+        .iter()
+        .map(|node| units(&node["work"]["rewards_total"]))
+        .sum();
+    assert_eq!(rewards, units(&supply["paid_to_nodes"]), "{supply}");
+    assert!(
+        details
+            .iter()
+            .filter(|node| units(&node["work"]["rewards_total"]) > 0)
+            .all(|node| hosts.contains(&node["id"].as_str().unwrap_or("").to_string())),
+        "a node that hosts nothing was paid"
+    );
+    // Into the pool: the issuance and hello's 0.552 FLUX; out: what it paid.
+    assert_eq!(
+        units(&supply["reward_pool"])
+            + units(&supply["paid_to_nodes"])
+            + units(&supply["paid_to_treasury"]),
+        units(&supply["issued"]) + 55_200_000,
+        "{supply}"
+    );
+    assert_eq!(supply["treasury"], supply["paid_to_treasury"], "{supply}");
+    assert!(units(&supply["paid_to_treasury"]) > 0, "{supply}");
+    let cli = flux.json(&["chain", "supply"]);
+    assert_eq!(
+        units(&cli["total"]),
+        units(&cli["genesis"]) + units(&cli["issued"]) - units(&cli["burned"]),
+        "{cli}"
+    );
+    assert!(flux.ok(&["chain", "supply"]).contains("paid to nodes"));
+
     // Only the owner removes an app.
     let error = flux.fails(&["app", "remove", "hello", "--from", "dev0"]);
     assert!(error.contains("owned by"), "{error}");
@@ -1406,7 +1536,9 @@ impl Drop for Cluster {
 }
 
 /// `flux devnet up` starts four node processes that agree on one chain; a
-/// transfer sent to any node is finalized and visible on all four.
+/// transfer sent to any node is finalized and visible on all four. A node
+/// killed under it is reported down while the others go on, `devnet
+/// restart` brings it back to catch up, and Ctrl-C stops all four.
 #[test]
 fn four_nodes_agree_and_transfers_reach_every_node() {
     let mut cluster = Cluster::init(3, 4, 200);
@@ -1464,6 +1596,89 @@ fn four_nodes_agree_and_transfers_reach_every_node() {
     }
     let agreed = cluster.assert_agree(&all);
     assert!(agreed >= 3);
+
+    // SIGKILL node-3 under `devnet up`: the devnet carries on with the
+    // other three, shows it down, and `devnet restart` brings it back.
+    let devnet_dir = cluster.setup.devnet_dir();
+    let pid_of = |i: usize| -> i32 {
+        let path = devnet_dir.join(format!("node-{i}")).join("pid");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let killed = pid_of(3);
+    // SAFETY: kill(2) on a node process this test's devnet started.
+    unsafe {
+        libc::kill(killed, libc::SIGKILL);
+    }
+    wait_for(
+        "devnet status to show node-3 down",
+        NETWORK_TIMEOUT,
+        || cluster.logs(),
+        || {
+            let statuses = cluster
+                .setup
+                .flux
+                .json(&["devnet", "status", "--dir", &dir]);
+            statuses[3]["up"] == false && statuses[3]["name"] == "node-3"
+        },
+    );
+    let before = cluster.max_height(&[0, 1, 2]);
+    cluster.wait_height(&[0, 1, 2], before + 5);
+    let devnet = cluster.devnet.as_mut().unwrap();
+    assert!(
+        matches!(devnet.child.try_wait(), Ok(None)),
+        "devnet up exited when one node died:\n{}",
+        devnet.logs()
+    );
+    assert!(
+        devnet.logs().contains("node-3 at") && devnet.logs().contains("devnet restart node-3"),
+        "{}",
+        devnet.logs()
+    );
+    let restarted = cluster
+        .setup
+        .flux
+        .json(&["devnet", "restart", "node-3", "--dir", &dir]);
+    assert_eq!(restarted["name"], "node-3", "{restarted}");
+    let error = cluster
+        .setup
+        .flux
+        .fails(&["devnet", "restart", "3", "--dir", &dir]);
+    assert!(error.contains("node-3 is running"), "{error}");
+    let target = cluster.max_height(&[0, 1, 2]);
+    cluster.wait_height(&[3], target);
+    cluster.assert_agree(&all);
+
+    // Ctrl-C stops every node, the restarted one included.
+    let pids: Vec<i32> = (0..4).map(pid_of).collect();
+    assert_ne!(pids[3], killed);
+    let devnet = cluster.devnet.as_mut().unwrap();
+    // SAFETY: kill(2) on the devnet process this test started.
+    unsafe {
+        libc::kill(devnet.child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + NETWORK_TIMEOUT;
+    let status = loop {
+        if let Some(status) = devnet.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "devnet up did not stop on SIGINT:\n{}",
+            devnet.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}\n{}", devnet.logs());
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "node process {pid} outlived the devnet"
+        );
+    }
 }
 
 /// SIGKILL one validator of four: the others keep finalizing; restarted, it

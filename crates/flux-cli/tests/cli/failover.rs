@@ -304,8 +304,8 @@ fn a_killed_node_fails_over_earns_nothing_while_down_and_cleans_up_when_back() {
     let flux = setup.flux.clone();
 
     // `flux devnet up` creates the devnet and registers and confirms its
-    // nodes; it stops them all when one exits, so the nodes then run as
-    // processes of their own, which the test can kill one by one.
+    // nodes; the nodes then run as processes of their own, which the test
+    // kills and starts one by one.
     {
         let dir = setup.devnet_dir().display().to_string();
         let (ip, port) = (setup.ip.to_string(), setup.port.to_string());
