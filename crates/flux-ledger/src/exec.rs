@@ -197,12 +197,13 @@ pub enum Event {
         app: String,
     },
     /// A majority of a node's verifiers saw it down for
-    /// `work.failover_down_windows` windows in a row: it is unreachable and
+    /// `work.failover_down_windows` windows in a row (windows without a
+    /// majority either way skipped): it is unreachable and
     /// its instances are placed on other nodes in this block.
     NodeUnreachable {
         /// The node.
         node: Address,
-        /// The window whose settlement decided it.
+        /// The window whose verdict (early or at its settlement) decided it.
         window: u64,
         /// Consecutive down windows.
         down_windows: u64,
@@ -212,7 +213,7 @@ pub enum Event {
     NodeReachable {
         /// The node.
         node: Address,
-        /// The window whose settlement decided it.
+        /// The window whose verdict (early or at its settlement) decided it.
         window: u64,
     },
 }
@@ -819,7 +820,7 @@ fn build(
     let mut next = state.clone();
     let timestamp_ms = ctx.timestamp_ms.max(state.time_ms() + 1);
     let parent = state.last_block_hash();
-    let events = begin_block(&mut next, parent, timestamp_ms);
+    let mut events = begin_block(&mut next, parent, timestamp_ms);
     let proposer = ctx.proposer.address();
     let max = state.params().block_txs_max as usize;
     let mut txs = Vec::with_capacity(candidates.len().min(max));
@@ -857,6 +858,7 @@ fn build(
             }
         }
     }
+    events.extend(crate::work::decide_early(&mut next));
     crate::rollout::end_block(&mut next, timestamp_ms);
     crate::placement::end_block(&mut next, &events);
     crate::work::end_block(&mut next);
@@ -957,7 +959,7 @@ pub fn apply_block_with(
         });
     }
     let mut next = state.clone();
-    let events = begin_block(&mut next, header.parent, header.timestamp_ms);
+    let mut events = begin_block(&mut next, header.parent, header.timestamp_ms);
     let proposer = header.proposer.address();
     let mut receipts = Vec::with_capacity(block.txs.len());
     for (index, tx) in block.txs.iter().enumerate() {
@@ -971,6 +973,7 @@ pub fn apply_block_with(
             detail,
         });
     }
+    events.extend(crate::work::decide_early(&mut next));
     crate::rollout::end_block(&mut next, header.timestamp_ms);
     crate::placement::end_block(&mut next, &events);
     crate::work::end_block(&mut next);

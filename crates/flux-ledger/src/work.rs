@@ -24,16 +24,31 @@
 //!
 //! **Credit.** When window `w` of epoch `e` settles, every instance target of
 //! `e` adds one assigned instance-window to its host, and one verified
-//! instance-window when more than half of its verifiers reported it up. A
-//! node is down in a window when more than half of the verifiers of its
-//! node target reported it down, or when every instance it hosts was so
-//! reported; its count of consecutive down windows grows, and returns to zero
-//! at the first window that is not down. Settling costs `O(t * log t)`.
+//! instance-window when more than half of its verifiers reported it up.
+//! Settling costs `O(t * log t)`.
+//!
+//! **Down windows.** A node's verdict in a window is *down* when more than
+//! half of the verifiers of its node target reported it down, or when every
+//! instance it hosts was so reported; *up* when it is not down and more than
+//! half of the verifiers of its node target, or of one of its instances, saw
+//! it up; otherwise *open*. Reports only add bits, so a majority once
+//! reached is final: a verdict is decided *early*, at the start of the first
+//! block after the reports that made it certain (down: a majority down;
+//! up: its node target, if any, seen up by a majority and, if it hosts
+//! instances, one of them too), and at the latest when the window settles.
+//! A down verdict adds one to the node's count of consecutive down windows,
+//! an up verdict sets it to zero, an open one (too few reports either way)
+//! leaves it unchanged, so that missing reports neither fail a node over nor
+//! forgive it. Windows are counted in order for each node: the early pass
+//! stops at a node's first open window, and each node keeps the last window
+//! it counted early, which its settlement then skips, so that no window
+//! counts twice. Each block's early pass costs `O(W * t * log t)` for the
+//! `W` open windows.
 //!
 //! Rows: per-node work by epoch (prefix 22), assignments by epoch and target
 //! (23), tallies of reports by window and target (24, deleted when the window
-//! settles), open windows (25), consecutive down windows by node (26, only
-//! while nonzero).
+//! settles), open windows (25), consecutive down windows by node and the
+//! last window counted early (26, only while either is set).
 
 use std::collections::BTreeMap;
 
@@ -174,6 +189,35 @@ pub(crate) struct Tally {
     up: u32,
 }
 
+/// A node's consecutive down windows and the last open window already
+/// counted into them.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+pub(crate) struct DownCount {
+    /// Consecutive down windows.
+    windows: u64,
+    /// The last window counted before it settled (`None` once it settled).
+    through: Option<u64>,
+}
+
+/// A node's verdict in one window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Down,
+    Up,
+    Open,
+}
+
 /// One epoch's verifiers.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Assignment {
@@ -211,7 +255,7 @@ pub(crate) struct Work {
     tallies: OrdMap<(u64, Target), Tally>,
     /// Open windows and the epoch of each.
     windows: OrdMap<u64, u64>,
-    down: OrdMap<Address, u64>,
+    down: OrdMap<Address, DownCount>,
 }
 
 impl Work {
@@ -518,31 +562,18 @@ fn settle(
     let Some(assignment) = state.work.assignments.get(&window_epoch).cloned() else {
         return;
     };
-    // Per host: (assigned, verified, instances down).
-    let mut hosts: BTreeMap<Address, (u64, u64, u64)> = BTreeMap::new();
-    let mut node_down: BTreeMap<Address, bool> = BTreeMap::new();
-    let mut node_up: BTreeMap<Address, bool> = BTreeMap::new();
+    let mut hosts: BTreeMap<Address, (u64, u64)> = BTreeMap::new();
     for (target, verifiers) in &assignment.verifiers {
-        let tally = tallies.get(target).copied().unwrap_or_default();
-        let count = verifiers.len() as u32;
-        let up = tally.up.count_ones();
-        let down = (tally.reported & !tally.up).count_ones();
-        match target {
-            Target::Node { node } => {
-                node_down.insert(*node, 2 * down > count);
-                node_up.insert(*node, 2 * up > count);
-            }
-            Target::Instance { host, .. } => {
-                let entry = hosts.entry(*host).or_default();
-                entry.0 += 1;
-                entry.1 += u64::from(2 * up > count);
-                entry.2 += u64::from(2 * down > count);
-            }
+        if let Target::Instance { host, .. } = target {
+            let tally = tallies.get(target).copied().unwrap_or_default();
+            let entry = hosts.entry(*host).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(majority(tally, verifiers.len()) == Some(true));
         }
     }
     let history = state.params().work.history_epochs;
     let kept = window_epoch + history > current_epoch;
-    for (host, (assigned, verified, _)) in &hosts {
+    for (host, (assigned, verified)) in &hosts {
         if !kept || state.node(host).is_none() {
             continue;
         }
@@ -553,75 +584,212 @@ fn settle(
         state.work.node_work.insert(key, work);
         mark(state, WorkKey::NodeWork(window_epoch, *host));
     }
-    let mut judged: BTreeMap<Address, bool> = node_down;
-    for (host, (assigned, _, down)) in &hosts {
-        let all_down = *assigned > 0 && down == assigned;
-        let entry = judged.entry(*host).or_default();
-        *entry = *entry || all_down;
-    }
-    let failover_after = state.params().work.failover_down_windows;
-    for (node, down) in judged {
-        failover(
-            state,
-            window,
-            node,
-            down,
-            node_up.get(&node).copied().unwrap_or(false),
-            failover_after,
-            events,
-        );
-        let before = state.work.down.get(&node).copied().unwrap_or(0);
-        let after = if down && state.node(&node).is_some() {
-            before + 1
-        } else {
-            0
-        };
-        if after != before {
-            if after == 0 {
-                state.work.down.remove(&node);
-            } else {
-                state.work.down.insert(node, after);
-            }
-            mark(state, WorkKey::Down(node));
+    let verdicts = verdicts(
+        &assignment,
+        |target| tallies.get(target).copied().unwrap_or_default(),
+        true,
+    );
+    for (node, verdict) in verdicts {
+        let counted = state
+            .work
+            .down
+            .get(&node)
+            .and_then(|down| down.through)
+            .is_some_and(|through| through >= window);
+        if !counted {
+            count(state, window, node, verdict, events);
         }
     }
-    let gone: Vec<Address> = state
+    // The settled window is past every early count up to it.
+    let done: Vec<Address> = state
         .work
         .down
-        .keys()
-        .filter(|node| state.node(node).is_none())
-        .copied()
+        .iter()
+        .filter(|(node, down)| {
+            state.node(node).is_none() || down.through.is_some_and(|through| through <= window)
+        })
+        .map(|(node, _)| *node)
         .collect();
-    for node in gone {
-        state.work.down.remove(&node);
+    for node in done {
+        let mut down = state.work.down.get(&node).copied().unwrap_or_default();
+        down.through = None;
+        if state.node(&node).is_none() {
+            down.windows = 0;
+        }
+        store_down(state, node, down);
+    }
+}
+
+/// Whether more than half of a target's `verifiers` saw it up
+/// (`Some(true)`), down (`Some(false)`), or neither (`None`).
+fn majority(tally: Tally, verifiers: usize) -> Option<bool> {
+    let up = tally.up.count_ones() as usize;
+    let down = (tally.reported & !tally.up).count_ones() as usize;
+    if 2 * up > verifiers {
+        Some(true)
+    } else if 2 * down > verifiers {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The verdict of every node judged in a window of the epoch of
+/// `assignment`, from the tallies `tally_of` gives: final when `settled`,
+/// otherwise only what no later report can change.
+fn verdicts(
+    assignment: &Assignment,
+    tally_of: impl Fn(&Target) -> Tally,
+    settled: bool,
+) -> BTreeMap<Address, Verdict> {
+    /// Per node: its node target's majority (`None` without a node
+    /// target), its instances, those seen down and those seen up.
+    #[derive(Default)]
+    struct Seen {
+        node: Option<Option<bool>>,
+        instances: u64,
+        down: u64,
+        up: u64,
+    }
+    let mut seen: BTreeMap<Address, Seen> = BTreeMap::new();
+    for (target, verifiers) in &assignment.verifiers {
+        let verdict = majority(tally_of(target), verifiers.len());
+        let entry = seen.entry(*target.host()).or_default();
+        match target {
+            Target::Node { .. } => entry.node = Some(verdict),
+            Target::Instance { .. } => {
+                entry.instances += 1;
+                entry.down += u64::from(verdict == Some(false));
+                entry.up += u64::from(verdict == Some(true));
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|(node, seen)| {
+            let node_up = seen.node == Some(Some(true));
+            let down = seen.node == Some(Some(false))
+                || (seen.instances > 0 && seen.down == seen.instances);
+            let up = if settled {
+                node_up || seen.up > 0
+            } else {
+                // Certain only when neither way to down remains open.
+                (node_up || (seen.node.is_none() && seen.up > 0))
+                    && (seen.instances == 0 || seen.up > 0)
+            };
+            let verdict = if down {
+                Verdict::Down
+            } else if up {
+                Verdict::Up
+            } else {
+                Verdict::Open
+            };
+            (node, verdict)
+        })
+        .collect()
+}
+
+/// Ends a block's transactions, before placement: counts the verdicts that
+/// the reports so far make certain, in window order for each node, up to its
+/// first open window, so that a node failed over loses its instances in the
+/// block whose reports decided it.
+pub(crate) fn decide_early(state: &mut State) -> Vec<Event> {
+    let mut events = Vec::new();
+    let windows: Vec<(u64, BTreeMap<Address, Verdict>)> = state
+        .work
+        .windows
+        .iter()
+        .filter_map(|(window, epoch)| {
+            let assignment = state.work.assignments.get(epoch)?;
+            let tally_of = |target: &Target| {
+                state
+                    .work
+                    .tallies
+                    .get(&(*window, target.clone()))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            Some((*window, verdicts(assignment, tally_of, false)))
+        })
+        .collect();
+    let nodes: std::collections::BTreeSet<Address> = windows
+        .iter()
+        .flat_map(|(_, verdicts)| verdicts.keys().copied())
+        .collect();
+    for node in nodes {
+        let through = state.work.down.get(&node).and_then(|down| down.through);
+        for (window, verdicts) in &windows {
+            if through.is_some_and(|through| *window <= through) {
+                continue;
+            }
+            match verdicts.get(&node) {
+                None => continue,
+                Some(Verdict::Open) => break,
+                Some(verdict) => count(state, *window, node, *verdict, &mut events),
+            }
+        }
+    }
+    events
+}
+
+/// Counts `node`'s verdict in `window` into its consecutive down windows,
+/// marks the window counted and moves the node between confirmed and
+/// unreachable.
+fn count(state: &mut State, window: u64, node: Address, verdict: Verdict, events: &mut Vec<Event>) {
+    if state.node(&node).is_none() {
+        return;
+    }
+    let mut down = state.work.down.get(&node).copied().unwrap_or_default();
+    down.windows = match verdict {
+        Verdict::Down => down.windows + 1,
+        Verdict::Up => 0,
+        Verdict::Open => down.windows,
+    };
+    down.through = Some(window);
+    let failover_after = state.params().work.failover_down_windows;
+    failover(
+        state,
+        window,
+        node,
+        verdict,
+        down.windows,
+        failover_after,
+        events,
+    );
+    store_down(state, node, down);
+}
+
+/// Writes a node's down count, deleting the row when nothing is left in it.
+fn store_down(state: &mut State, node: Address, down: DownCount) {
+    let before = state.work.down.get(&node).copied();
+    let after = (down != DownCount::default()).then_some(down);
+    if before != after {
+        match after {
+            Some(down) => state.work.down.insert(node, down),
+            None => state.work.down.remove(&node),
+        };
         mark(state, WorkKey::Down(node));
     }
 }
 
-/// Moves a node between confirmed and unreachable after window `window`
-/// settled: down for `failover_after` consecutive windows makes a confirmed
-/// node unreachable (its instances are placed elsewhere at the end of the
-/// block); seen up by a majority of its node target's verifiers, and not
-/// down, makes an unreachable node confirmed again.
+/// Moves a node between confirmed and unreachable after its verdict in
+/// `window` was counted: down for `failover_after` consecutive windows makes
+/// a confirmed node unreachable (its instances are placed elsewhere at the
+/// end of the block); an up verdict makes an unreachable node confirmed
+/// again.
 fn failover(
     state: &mut State,
     window: u64,
     node: Address,
-    down: bool,
-    up: bool,
+    verdict: Verdict,
+    down_windows: u64,
     failover_after: u64,
     events: &mut Vec<Event>,
 ) {
     let Some(record) = state.node(&node) else {
         return;
     };
-    let down_windows = if down {
-        state.work.down.get(&node).copied().unwrap_or(0) + 1
-    } else {
-        0
-    };
     let status = match record.status {
-        NodeStatus::Confirmed if down && down_windows >= failover_after => {
+        NodeStatus::Confirmed if verdict == Verdict::Down && down_windows >= failover_after => {
             events.push(Event::NodeUnreachable {
                 node,
                 window,
@@ -629,7 +797,7 @@ fn failover(
             });
             NodeStatus::Unreachable
         }
-        NodeStatus::Unreachable if up && !down => {
+        NodeStatus::Unreachable if verdict == Verdict::Up => {
             events.push(Event::NodeReachable { node, window });
             NodeStatus::Confirmed
         }
@@ -846,10 +1014,10 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// The consecutive settled windows in which a majority of a node's
-    /// verifiers reported it down.
+    /// The consecutive windows in which a majority of a node's verifiers
+    /// reported it down (windows without a majority either way skipped).
     pub fn node_down_windows(&self, id: &Address) -> u64 {
-        self.work.down.get(id).copied().unwrap_or(0)
+        self.work.down.get(id).map_or(0, |down| down.windows)
     }
 
     /// The epoch whose work elects the next committee: the newest epoch

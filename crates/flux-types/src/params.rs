@@ -182,8 +182,9 @@ impl WorkParams {
     }
 
     /// Development values: a devnet fails over within seconds. A node that
-    /// dies is unreachable once 3 down windows of 1 s have settled, 3 windows
-    /// late: about 7 s after its death. The lateness bound outlasts a round
+    /// dies is unreachable once a majority of its verifiers reported 3 down
+    /// windows of 1 s, which counts without waiting for those windows to
+    /// settle (3 windows late). The lateness bound outlasts a round
     /// led by the dead node (2 s leader timeout at 1 s blocks), so that the
     /// reports sent meanwhile still count.
     pub fn devnet() -> WorkParams {

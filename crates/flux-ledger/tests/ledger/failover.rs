@@ -177,7 +177,8 @@ fn a_minority_of_reports_fails_nothing_over_and_brings_nothing_back() {
 
     // Unreachable, one verifier of three seeing it up does not bring it back.
     let (mut chain, host) = fail_over();
-    let mut last = None;
+    // The window of the failover was reported already.
+    let mut last = Some(chain.state.work_window());
     for _ in 0..8 {
         report_node(&mut chain, host, true, 1, &mut last);
     }
@@ -250,4 +251,70 @@ fn an_unreachable_node_that_passes_a_benchmark_stays_unreachable() {
     chain.run_to_height(chain.state.height() + 5);
     chain.run_steps(vec![tx(host, benchmark(hardware(1, 100, 1))), block()]);
     assert_eq!(status(&chain, host), NodeStatus::Pending);
+}
+
+/// Runs blocks until a window is reported by the first `count` verifiers of
+/// `node` with `up`.
+fn report_window(chain: &mut Chain, node: &str, up: bool, count: usize, last: &mut Option<u64>) {
+    let before = *last;
+    while *last == before {
+        report_node(chain, node, up, count, last);
+    }
+}
+
+#[test]
+fn a_failover_is_decided_by_the_reports_before_their_windows_settle_and_counted_once() {
+    let (mut chain, host) = fail_over();
+    let window = chain
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::NodeUnreachable { window, .. } => Some(*window),
+            _ => None,
+        })
+        .expect("a failover");
+    // Decided early: the window that made it is not settled yet.
+    assert!(chain.state.open_work_windows().any(|(w, _)| w == window));
+    // Settling the windows counted already adds nothing.
+    while chain.state.open_work_windows().any(|(w, _)| w <= window) {
+        chain.run_steps(vec![block()]);
+    }
+    assert_eq!(chain.state.node_down_windows(&addr(host)), 3);
+    assert_eq!(status(&chain, host), NodeStatus::Unreachable);
+    let (mut replayed, _) = State::from_genesis(&network_genesis()).expect("a valid genesis");
+    for block in &chain.blocks {
+        replayed = apply_block(&replayed, block).expect("a valid block").state;
+    }
+    assert_same_state(&replayed, &chain.state);
+}
+
+#[test]
+fn a_window_without_a_majority_neither_resets_nor_adds_to_the_down_count() {
+    let mut chain = network();
+    let host = host_of(&chain, 0);
+    let mut last = None;
+    report_window(&mut chain, host, false, 2, &mut last);
+    report_window(&mut chain, host, false, 2, &mut last);
+    assert_eq!(chain.state.node_down_windows(&addr(host)), 2);
+    // One verifier of three: no majority either way.
+    report_window(&mut chain, host, false, 1, &mut last);
+    let open = last.expect("reported");
+    assert_eq!(chain.state.node_down_windows(&addr(host)), 2);
+    // A majority down in the window after it waits for it to settle.
+    report_window(&mut chain, host, false, 2, &mut last);
+    assert_eq!(chain.state.node_down_windows(&addr(host)), 2);
+    assert_eq!(status(&chain, host), NodeStatus::Confirmed);
+    let mut blocks = 0;
+    while status(&chain, host) == NodeStatus::Confirmed {
+        chain.run_steps(vec![block()]);
+        blocks += 1;
+        assert!(blocks < 8, "no failover after {blocks} blocks");
+    }
+    // The open window settled unchanged, the one after it made three.
+    assert!(chain.state.open_work_windows().all(|(w, _)| w > open));
+    assert_eq!(chain.state.node_down_windows(&addr(host)), 3);
+    assert!(chain.events.iter().any(
+        |e| matches!(e, Event::NodeUnreachable { node, window, down_windows: 3 } if *node == addr(host) && *window == open + 1)
+    ));
+    assert!(chain.state.instances_on(&addr(host)).is_empty());
 }

@@ -399,13 +399,41 @@ fn a_node_reported_down_by_a_majority_counts_consecutive_down_windows() {
         ),
         block(),
     ]);
+    // Decided in the block of the reports, before any window settled.
+    assert!(chain.state.open_work_windows().any(|(w, _)| w == first));
+    assert_eq!(chain.state.node_down_windows(&addr("n3")), 3);
+    // Settling the same windows counts nothing twice.
     let mut seen = BTreeSet::new();
     settle(&mut chain, first + 2, 1, &mut seen);
     assert_eq!(chain.state.node_down_windows(&addr("n3")), 3);
     assert_eq!(chain.state.node_down_windows(&addr("n1")), 0);
     assert_eq!(chain.rows_with_prefix(26), 1);
-    // The next window nobody reported down: the count starts again.
-    settle(&mut chain, first + 3, 1, &mut seen);
+    // Epoch 2's windows are open. One verifier of three sees n3 up in the
+    // first (no majority: it stays open), two see it up in the second.
+    let open: Vec<(u64, u64)> = chain.state.open_work_windows().collect();
+    assert!(open.contains(&(first + 3, 2)) && open.contains(&(first + 4, 2)));
+    let [a, b, _] = chain.state.verifiers_in(2, &target)[..] else {
+        panic!("three verifiers")
+    };
+    chain.run_steps(vec![
+        tx(
+            label(&a),
+            report(2, first + 3, vec![(node_target("n3"), vec![true, true])]),
+        ),
+        tx(
+            label(&b),
+            report(2, first + 4, vec![(node_target("n3"), vec![true])]),
+        ),
+        block(),
+    ]);
+    // Windows count in order: the open window holds the next one back.
+    assert_eq!(chain.state.node_down_windows(&addr("n3")), 3);
+    // It settles without a majority, leaving the count; the up window
+    // behind it counts in the same block, before it settles itself.
+    settle(&mut chain, first + 3, 2, &mut seen);
+    assert!(chain.state.open_work_windows().any(|(w, _)| w == first + 4));
+    assert_eq!(chain.state.node_down_windows(&addr("n3")), 0);
+    settle(&mut chain, first + 4, 2, &mut seen);
     assert_eq!(chain.state.node_down_windows(&addr("n3")), 0);
     assert_eq!(chain.rows_with_prefix(26), 0);
 }
