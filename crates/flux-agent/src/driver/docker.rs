@@ -15,9 +15,9 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, ContainerStatsResponse,
-    ContainerSummaryStateEnum, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
+    ContainerSummaryStateEnum, EndpointSettings, HostConfig, HostConfigLogConfig, Ipam, IpamConfig,
+    Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
@@ -196,17 +196,52 @@ impl DockerDriver {
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(LABEL_NODE.into(), self.node.clone());
         labels.insert(LABEL_APP.into(), spec.app.clone());
-        self.docker
-            .create_network(NetworkCreateRequest {
-                name: spec.network.clone(),
-                driver: Some("bridge".into()),
-                labels: Some(labels),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| docker_error(format!("create network {}", spec.network), e))?;
-        debug!(network = %spec.network, "network created");
-        Ok(())
+        // Each app network is a /24 of APP_SUBNETS (Docker's default pools
+        // hold about 30 networks, fewer than a node's apps): the first free
+        // one from a slot derived from the name, so nodes sharing an engine
+        // rarely try the same one twice.
+        let start = subnet_slot(&spec.network);
+        let mut last = None;
+        for step in 0..=u8::MAX {
+            let subnet = app_subnet(start.wrapping_add(step));
+            let created = self
+                .docker
+                .create_network(NetworkCreateRequest {
+                    name: spec.network.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(labels.clone()),
+                    ipam: Some(Ipam {
+                        config: Some(vec![IpamConfig {
+                            subnet: Some(subnet.clone()),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(_) => {
+                    debug!(network = %spec.network, %subnet, "network created");
+                    return Ok(());
+                }
+                Err(e) if error_message(&e).contains("overlap") => last = Some(e),
+                Err(e) => return Err(docker_error(format!("create network {}", spec.network), e)),
+            }
+        }
+        Err(match last {
+            Some(e) => docker_error(
+                format!(
+                    "create network {}: every /24 of {}.{}.0.0/16 is taken",
+                    spec.network, APP_SUBNETS[0], APP_SUBNETS[1]
+                ),
+                e,
+            ),
+            None => AgentError::Docker {
+                operation: format!("create network {}", spec.network),
+                reason: "no subnet tried".into(),
+            },
+        })
     }
 
     async fn ensure_volume(&self, spec: &InstanceSpec, name: &str) -> Result<(), AgentError> {
@@ -771,6 +806,22 @@ fn error_message(e: &BollardError) -> String {
         BollardError::DockerStreamError { error } => error.clone(),
         other => other.to_string(),
     }
+}
+
+/// The /16 whose /24s app networks use (as Flux does: 172.23.N.0/24).
+const APP_SUBNETS: [u8; 2] = [172, 23];
+
+/// The /24 number a network's name starts its search at (FNV-1a).
+fn subnet_slot(name: &str) -> u8 {
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash.to_le_bytes()[0]
+}
+
+/// The app subnet with third octet `n`.
+fn app_subnet(n: u8) -> String {
+    format!("{}.{}.{n}.0/24", APP_SUBNETS[0], APP_SUBNETS[1])
 }
 
 fn docker_error(operation: impl Into<String>, e: BollardError) -> AgentError {

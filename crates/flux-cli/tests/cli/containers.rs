@@ -193,7 +193,8 @@ fn create_network(name: &str, seed: u32) -> [u8; 3] {
     let mut last = String::new();
     for attempt in 0..32u32 {
         let pick = seed.wrapping_add(attempt.wrapping_mul(7919));
-        let octets = [172, 20 + (pick % 12) as u8, (pick / 12 % 250) as u8 + 1];
+        // 172.24.0.0/13 and up: clear of the nodes' app networks (172.23.N.0/24).
+        let octets = [172, 24 + (pick % 8) as u8, (pick / 8 % 250) as u8 + 1];
         let subnet = format!("{}.{}.{}.0/24", octets[0], octets[1], octets[2]);
         let output = docker(&["network", "create", "--subnet", &subnet, name]);
         if output.status.success() {
