@@ -43,15 +43,12 @@ fn docker_answers() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-/// Removes an app's containers, networks and volumes when the test ends
-/// early, so that a failed run leaves nothing holding the port.
+/// Removes an app's containers, networks and volumes when the test ends,
+/// passed or failed, so that a run leaves nothing holding a port or a subnet.
 struct Leftovers(String);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
         let docker = |args: &[&str]| {
             Command::new("docker")
                 .args(args)
