@@ -34,6 +34,32 @@ const FLUX: &str = env!("CARGO_BIN_EXE_flux");
 /// How long a node gets to answer after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Whether the Docker tests can run: a Docker engine answers, and then the
+/// example image is built (`images/build.sh`). Without an engine a test says
+/// so on its output and passes; a failed build fails it.
+#[allow(clippy::print_stdout)]
+fn docker_with_example_image() -> bool {
+    let engine = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !engine {
+        println!("SKIPPED: no Docker engine answers");
+        return false;
+    }
+    let built = Command::new(repo_root().join("images/build.sh"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run images/build.sh");
+    assert!(
+        built.status.success(),
+        "images/build.sh failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    true
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

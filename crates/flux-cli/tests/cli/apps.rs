@@ -25,7 +25,7 @@ use serde_json::Value;
 use flux_types::SecretKey;
 use flux_types::request_auth::{RequestAuth, RequestTarget, random_nonce};
 
-use super::{Flux, Process, Setup, repo_root, wait_for};
+use super::{Flux, Process, Setup, wait_for};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -317,19 +317,9 @@ fn spec(app: &str, owner: &str, greeting: &str) -> Value {
 // The test says on its output that it was skipped, and how long a deploy took.
 #[allow(clippy::print_stdout)]
 fn apps_run_in_containers_on_a_four_node_devnet() {
-    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
-        println!("SKIPPED: no Docker engine answers");
+    if !super::docker_with_example_image() {
         return;
     }
-    let built = Command::new(repo_root().join("images/build.sh"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run images/build.sh");
-    assert!(
-        built.status.success(),
-        "images/build.sh failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
 
     let setup = Setup::new(node_ip(0));
     let mut devnet = setup.devnet_up();

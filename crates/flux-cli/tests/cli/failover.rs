@@ -27,7 +27,7 @@ use flux_types::{SecretKey, SignedTransaction, TxBody};
 use serde_json::Value;
 
 use super::apps::http_get;
-use super::{Flux, Process, Setup, repo_root, wait_confirmed, wait_for};
+use super::{Flux, Process, Setup, wait_confirmed, wait_for};
 
 /// Nodes of the devnet.
 const NODES: u8 = 5;
@@ -283,19 +283,9 @@ fn units(amount: &Value) -> u64 {
 // The test says on its output that it was skipped, and what it measured.
 #[allow(clippy::print_stdout)]
 fn a_killed_node_fails_over_earns_nothing_while_down_and_cleans_up_when_back() {
-    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
-        println!("SKIPPED: no Docker engine answers");
+    if !super::docker_with_example_image() {
         return;
     }
-    let built = Command::new(repo_root().join("images/build.sh"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run images/build.sh");
-    assert!(
-        built.status.success(),
-        "images/build.sh failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
 
     let app = format!("fail{}", std::process::id());
     // Dropped after the nodes, which would otherwise start them again.

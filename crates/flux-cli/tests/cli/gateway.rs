@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Setup, repo_root, wait_for};
+use super::{Setup, wait_for};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -309,19 +309,9 @@ fn spec(app: &str, owner: &str) -> Value {
 // The test says on its output that it was skipped, and what it measured.
 #[allow(clippy::print_stdout)]
 fn apps_answer_by_name_through_every_nodes_gateway() {
-    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
-        println!("SKIPPED: no Docker engine answers");
+    if !super::docker_with_example_image() {
         return;
     }
-    let built = Command::new(repo_root().join("images/build.sh"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run images/build.sh");
-    assert!(
-        built.status.success(),
-        "images/build.sh failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
 
     // A default devnet: its gateways forward published ports over TCP, so
     // every node's address reaches every app's published ports.

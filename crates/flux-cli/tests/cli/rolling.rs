@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Flux, Setup, repo_root, wait_for};
+use super::{Flux, Setup, wait_for};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -33,14 +33,6 @@ const APP_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn node_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 43, 1 + index)
-}
-
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|output| output.status.success())
 }
 
 /// Removes an app's containers, networks and volumes when the test ends,
@@ -173,19 +165,9 @@ fn spec(app: &str, owner: &str, greeting: &str) -> Value {
 // The test says on its output that it was skipped, and what it measured.
 #[allow(clippy::print_stdout)]
 fn an_update_rolls_one_instance_at_a_time_and_the_app_always_answers() {
-    if !docker_answers() {
-        println!("SKIPPED: no Docker engine answers");
+    if !super::docker_with_example_image() {
         return;
     }
-    let built = Command::new(repo_root().join("images/build.sh"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run images/build.sh");
-    assert!(
-        built.status.success(),
-        "images/build.sh failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
 
     let app = format!("roll{}", std::process::id());
     // Dropped after the devnet, whose nodes would otherwise start them again.
