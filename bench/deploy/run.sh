@@ -8,7 +8,7 @@
 # Starts its own devnet on 127.0.51.x in a temporary directory, builds the
 # example image (images/build.sh), then RUNS times: deploys a 3-instance app
 # (flux-hello, one component), polls each node's address every 50 ms until
-# three of them answer /whoami, records the time from the start of
+# three distinct instances answer /whoami, records the time from the start of
 # `flux app deploy` (signing and submission included), removes the app and
 # waits until its containers are gone. Prints every time, p50 and max;
 # exits non-zero when the p50 is above TARGET_MS.
