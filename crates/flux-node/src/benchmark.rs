@@ -270,52 +270,23 @@ async fn wait_for_block(chain: &flux_chain::Node, height: u64) {
 mod tests {
     use std::time::Instant;
 
-    use flux_types::{Genesis, GenesisAccount, GenesisValidator, Params, Tier};
+    use flux_types::{Params, Tier};
 
     use super::*;
-
-    fn genesis(validator: &SecretKey, owner: &SecretKey) -> Genesis {
-        Genesis {
-            chain_id: "flux-test".into(),
-            genesis_time_ms: 1_700_000_000_000,
-            params: Params::devnet(),
-            accounts: vec![GenesisAccount {
-                address: owner.address(),
-                balance: Amount::flux(1_000),
-            }],
-            validators: vec![GenesisValidator {
-                name: "validator".into(),
-                public_key: validator.public_key(),
-                p2p_endpoint: "127.0.0.1:16125".into(),
-                api_endpoint: "127.0.0.1:16127".into(),
-            }],
-        }
-    }
+    use crate::testkit::{self, next, signed};
 
     fn register(state: &State, owner: &SecretKey, node: &SecretKey) -> SignedTransaction {
-        Transaction {
-            chain_id: state.chain_id().to_string(),
-            signer: owner.public_key(),
-            nonce: 0,
-            fee: state.params().tx_fee_min,
-            body: TxBody::NodeRegister {
+        signed(
+            state,
+            owner,
+            0,
+            TxBody::NodeRegister {
                 node_key: node.public_key(),
                 tier: Tier::Cumulus,
                 endpoint: "127.0.0.1:16127".into(),
                 region: "EU_CZ".into(),
             },
-        }
-        .sign(owner)
-    }
-
-    fn next(state: &State, txs: Vec<SignedTransaction>) -> State {
-        let ctx = flux_ledger::BlockContext {
-            timestamp_ms: state.time_ms() + 1_000,
-            proposer: SecretKey::development("validator").public_key(),
-        };
-        let built = flux_ledger::build_block(state, &ctx, txs);
-        assert!(built.rejected.is_empty(), "{:?}", built.rejected);
-        built.outcome.state
+        )
     }
 
     const REPORT: BenchmarkReport = BenchmarkReport {
@@ -332,8 +303,13 @@ mod tests {
         let node = SecretKey::development("node");
         let id = node.address();
         let day = Duration::from_secs(86_400);
-        let (state, _) =
-            State::from_genesis(&genesis(&SecretKey::development("validator"), &owner)).unwrap();
+        let (state, _) = State::from_genesis(&testkit::genesis(
+            Params::devnet(),
+            &owner,
+            1_000,
+            SecretKey::development("validator").public_key(),
+        ))
+        .unwrap();
         assert_eq!(due(&state, &id, day, true), Due::Unregistered);
         let state = next(&state, vec![register(&state, &owner, &node)]);
         assert_eq!(due(&state, &id, day, false), Due::Now, "no benchmark yet");
@@ -368,7 +344,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chain = flux_chain::Node::start(flux_chain::NodeConfig {
             data_dir: dir.path().join("data"),
-            genesis: genesis(&node_key, &owner),
+            genesis: testkit::genesis(Params::devnet(), &owner, 1_000, node_key.public_key()),
             node_key: node_key.clone(),
             block_interval_ms: 50,
             mempool_txs_max: 100,

@@ -226,40 +226,14 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use flux_gateway::Miss;
-    use flux_ledger::{BlockContext, build_block};
     use flux_types::app::Component;
     use flux_types::{
-        Amount, AppSpec, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Params,
-        ProposalAction, SecretKey, SignedTransaction, Tier, Transaction, TxBody, VoteChoice,
+        Amount, AppSpec, BenchmarkReport, Params, ProposalAction, SecretKey, SignedTransaction,
+        Tier, TxBody, VoteChoice,
     };
 
     use super::*;
-
-    fn signed(state: &State, key: &SecretKey, nonce: u64, body: TxBody) -> SignedTransaction {
-        // A benchmark pays no fee (the node key holds nothing).
-        let fee = match body {
-            TxBody::NodeBenchmark { .. } => Amount::ZERO,
-            _ => state.params().tx_fee_min,
-        };
-        Transaction {
-            chain_id: state.chain_id().to_string(),
-            signer: key.public_key(),
-            nonce,
-            fee,
-            body,
-        }
-        .sign(key)
-    }
-
-    fn next(state: &State, txs: Vec<SignedTransaction>) -> State {
-        let ctx = BlockContext {
-            timestamp_ms: state.time_ms() + 1_000,
-            proposer: SecretKey::development("validator").public_key(),
-        };
-        let built = build_block(state, &ctx, txs);
-        assert!(built.rejected.is_empty(), "{:?}", built.rejected);
-        built.outcome.state
-    }
+    use crate::testkit::{self, next, signed};
 
     fn spec(
         owner: Address,
@@ -311,21 +285,12 @@ mod tests {
             .collect();
         let mut params = Params::devnet();
         params.gov.voting_period_ms = 1_500;
-        let genesis = Genesis {
-            chain_id: "flux-test".into(),
-            genesis_time_ms: 1_700_000_000_000,
+        let genesis = testkit::genesis(
             params,
-            accounts: vec![GenesisAccount {
-                address: owner.address(),
-                balance: Amount::flux(10_000),
-            }],
-            validators: vec![GenesisValidator {
-                name: "validator".into(),
-                public_key: SecretKey::development("validator").public_key(),
-                p2p_endpoint: "127.0.0.1:16125".into(),
-                api_endpoint: "127.0.0.1:16127".into(),
-            }],
-        };
+            &owner,
+            10_000,
+            SecretKey::development("validator").public_key(),
+        );
         let (state, _) = State::from_genesis(&genesis).unwrap();
         let mut txs: Vec<SignedTransaction> = nodes
             .iter()

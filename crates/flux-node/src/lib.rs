@@ -27,6 +27,8 @@ mod error;
 pub mod gateway;
 pub mod placements;
 pub mod routes;
+#[cfg(test)]
+mod testkit;
 pub mod work;
 
 use std::future::Future;

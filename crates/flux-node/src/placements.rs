@@ -35,42 +35,17 @@ pub fn desired(state: &State, node: &Address, host_ip: IpAddr) -> Vec<InstanceSp
 
 #[cfg(test)]
 mod tests {
-    use flux_ledger::{BlockContext, build_block};
     use flux_types::app::Component;
     use flux_types::{
-        Amount, AppSpec, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Params,
-        ProposalAction, SecretKey, SignedTransaction, Tier, Transaction, TxBody, VoteChoice,
+        Amount, AppSpec, BenchmarkReport, Params, ProposalAction, SecretKey, Tier, TxBody,
+        VoteChoice,
     };
 
     use super::*;
-
-    fn signed(state: &State, key: &SecretKey, nonce: u64, body: TxBody) -> SignedTransaction {
-        let fee = match body {
-            TxBody::NodeBenchmark { .. } => Amount::ZERO,
-            _ => state.params().tx_fee_min,
-        };
-        Transaction {
-            chain_id: state.chain_id().to_string(),
-            signer: key.public_key(),
-            nonce,
-            fee,
-            body,
-        }
-        .sign(key)
-    }
+    use crate::testkit::{self, next, signed};
 
     fn host() -> IpAddr {
         IpAddr::from([127, 0, 0, 1])
-    }
-
-    fn next(state: &State, txs: Vec<SignedTransaction>) -> State {
-        let ctx = BlockContext {
-            timestamp_ms: state.time_ms() + 1_000,
-            proposer: SecretKey::development("validator").public_key(),
-        };
-        let built = build_block(state, &ctx, txs);
-        assert!(built.rejected.is_empty(), "{:?}", built.rejected);
-        built.outcome.state
     }
 
     #[test]
@@ -79,21 +54,12 @@ mod tests {
         let node = SecretKey::development("node");
         let mut params = Params::devnet();
         params.gov.voting_period_ms = 1_500;
-        let genesis = Genesis {
-            chain_id: "flux-test".into(),
-            genesis_time_ms: 1_700_000_000_000,
+        let genesis = testkit::genesis(
             params,
-            accounts: vec![GenesisAccount {
-                address: owner.address(),
-                balance: Amount::flux(1_000),
-            }],
-            validators: vec![GenesisValidator {
-                name: "validator".into(),
-                public_key: SecretKey::development("validator").public_key(),
-                p2p_endpoint: "127.0.0.1:16125".into(),
-                api_endpoint: "127.0.0.1:16127".into(),
-            }],
-        };
+            &owner,
+            1_000,
+            SecretKey::development("validator").public_key(),
+        );
         let (state, _) = State::from_genesis(&genesis).unwrap();
         let spec = AppSpec {
             name: "shop".into(),

@@ -497,13 +497,12 @@ mod tests {
     use std::time::Instant;
 
     use flux_types::app::Component;
-    use flux_types::{
-        Address, AppSpec, BenchmarkReport, Genesis, GenesisAccount, GenesisValidator, Params, Tier,
-    };
+    use flux_types::{Address, AppSpec, BenchmarkReport, Params, Tier};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::testkit::{self, signed};
 
     fn node(index: u8) -> Target {
         Target::Node {
@@ -619,21 +618,6 @@ mod tests {
         assert!(!caught_up(now - reach - 1, now, &work));
     }
 
-    fn signed(state: &State, key: &SecretKey, nonce: u64, body: TxBody) -> SignedTransaction {
-        let fee = match body {
-            TxBody::NodeBenchmark { .. } => Amount::ZERO,
-            _ => state.params().tx_fee_min,
-        };
-        Transaction {
-            chain_id: state.chain_id().to_string(),
-            signer: key.public_key(),
-            nonce,
-            fee,
-            body,
-        }
-        .sign(key)
-    }
-
     /// Answers every connection with `answer` (nothing: a bare TCP accept).
     fn serve(listener: TcpListener, answer: &'static str) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -696,21 +680,7 @@ mod tests {
         let mut params = Params::devnet();
         params.work.window_ms = 500;
         params.epoch_length_blocks = 40;
-        let genesis = Genesis {
-            chain_id: "flux-test".into(),
-            genesis_time_ms: 1_700_000_000_000,
-            params,
-            accounts: vec![GenesisAccount {
-                address: owner.address(),
-                balance: Amount::flux(10_000),
-            }],
-            validators: vec![GenesisValidator {
-                name: "validator".into(),
-                public_key: me.public_key(),
-                p2p_endpoint: "127.0.0.1:16125".into(),
-                api_endpoint: "127.0.0.1:16127".into(),
-            }],
-        };
+        let genesis = testkit::genesis(params, &owner, 10_000, me.public_key());
         let dir = tempfile::tempdir().unwrap();
         let chain = flux_chain::Node::start(flux_chain::NodeConfig {
             data_dir: dir.path().join("data"),
