@@ -60,6 +60,81 @@ fn docker_with_example_image() -> bool {
     true
 }
 
+/// `docker ARGS`: its standard output, when it succeeds.
+fn docker(args: &[&str]) -> Option<String> {
+    let output = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Removes an app's containers, networks and volumes when dropped: always,
+/// or only when the test failed (one that passed removed the app itself).
+struct AppLeftovers {
+    app: String,
+    always: bool,
+}
+
+impl AppLeftovers {
+    /// Cleans up when the test ends, passed or failed.
+    fn always(app: &str) -> AppLeftovers {
+        AppLeftovers {
+            app: app.to_string(),
+            always: true,
+        }
+    }
+
+    /// Cleans up only after a failure, so that it leaves nothing holding a
+    /// port or a subnet.
+    fn on_failure(app: &str) -> AppLeftovers {
+        AppLeftovers {
+            app: app.to_string(),
+            always: false,
+        }
+    }
+}
+
+impl Drop for AppLeftovers {
+    fn drop(&mut self) {
+        if !self.always && !std::thread::panicking() {
+            return;
+        }
+        let label = format!("label=flux.app={}", self.app);
+        let ids = docker(&["ps", "-aq", "--filter", &label]).unwrap_or_default();
+        for id in ids.split_whitespace() {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        for kind in ["network", "volume"] {
+            let names = docker(&[kind, "ls", "--format", "{{.Name}}"]).unwrap_or_default();
+            for name in names.lines().filter(|n| n.contains(&self.app)) {
+                docker(&[kind, "rm", name]);
+            }
+        }
+    }
+}
+
+/// Who answered the example app's `/whoami`
+/// (`app/component#INSTANCE@NODE`): the instance and its node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Whoami {
+    instance: String,
+    node: String,
+}
+
+fn whoami(body: &str) -> Option<Whoami> {
+    let (rest, node) = body.trim().split_once('@')?;
+    let instance = rest.split_once('#')?.1;
+    Some(Whoami {
+        instance: instance.to_string(),
+        node: node.to_string(),
+    })
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

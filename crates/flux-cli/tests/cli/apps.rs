@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,7 +25,7 @@ use serde_json::Value;
 use flux_types::SecretKey;
 use flux_types::request_auth::{RequestAuth, RequestTarget, random_nonce};
 
-use super::{Flux, Process, Setup, wait_for};
+use super::{Flux, Process, Setup, Whoami, docker, wait_for, whoami};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -35,18 +35,6 @@ const WEB_PORT: u16 = 31100;
 const API_PORT: u16 = 31101;
 /// How long the app gets to come up, be restarted or go away.
 const APP_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn docker(args: &[&str]) -> Option<String> {
-    let output = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 fn docker_lines(args: &[&str]) -> BTreeSet<String> {
     docker(args)
@@ -89,22 +77,6 @@ fn containers(app: &str) -> BTreeSet<String> {
         "--format",
         "{{.ID}} {{.Names}}",
     ])
-}
-
-/// Who answered: the instance and its node, from `app/component#INSTANCE@NODE`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Whoami {
-    instance: String,
-    node: String,
-}
-
-fn whoami(body: &str) -> Option<Whoami> {
-    let (rest, node) = body.trim().split_once('@')?;
-    let instance = rest.split_once('#')?.1;
-    Some(Whoami {
-        instance: instance.to_string(),
-        node: node.to_string(),
-    })
 }
 
 /// What answers on `port` at each node's address: an instance of that node,

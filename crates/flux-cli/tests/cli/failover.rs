@@ -20,14 +20,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flux_types::{SecretKey, SignedTransaction, TxBody};
 use serde_json::Value;
 
 use super::apps::http_get;
-use super::{Flux, Process, Setup, wait_confirmed, wait_for};
+use super::{AppLeftovers, Flux, Process, Setup, docker, wait_confirmed, wait_for, whoami};
 
 /// Nodes of the devnet.
 const NODES: u8 = 5;
@@ -38,18 +37,6 @@ const APP_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn node_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 44, 1 + index)
-}
-
-fn docker(args: &[&str]) -> Option<String> {
-    let output = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The app's containers on `node` (its id), running or not.
@@ -68,37 +55,14 @@ fn containers_of(app: &str, node: &str) -> BTreeSet<String> {
     .collect()
 }
 
-/// Removes an app's containers, networks and volumes when the test ends
-/// early, so that a failed run leaves nothing holding the port.
-struct Leftovers(String);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let label = format!("label=flux.app={}", self.0);
-        let ids = docker(&["ps", "-aq", "--filter", &label]).unwrap_or_default();
-        for id in ids.split_whitespace() {
-            docker(&["rm", "-f", "-v", id]);
-        }
-        for kind in ["network", "volume"] {
-            let names = docker(&[kind, "ls", "--format", "{{.Name}}"]).unwrap_or_default();
-            for name in names.lines().filter(|n| n.contains(&self.0)) {
-                docker(&[kind, "rm", name]);
-            }
-        }
-    }
-}
-
 /// What answers `/whoami` on the app's port at the nodes `from`: instance
 /// slot to the node running it (`app/component#instance@node`).
 fn answering(from: &[u8]) -> BTreeMap<String, String> {
     from.iter()
         .filter_map(|i| {
             let body = http_get(SocketAddr::from((node_ip(*i), PORT)), "/whoami")?;
-            let (rest, node) = body.trim().split_once('@')?;
-            Some((rest.split_once('#')?.1.to_string(), node.to_string()))
+            let who = whoami(&body)?;
+            Some((who.instance, who.node))
         })
         .collect()
 }
@@ -289,7 +253,7 @@ fn a_killed_node_fails_over_earns_nothing_while_down_and_cleans_up_when_back() {
 
     let app = format!("fail{}", std::process::id());
     // Dropped after the nodes, which would otherwise start them again.
-    let _leftovers = Leftovers(app.clone());
+    let _leftovers = AppLeftovers::on_failure(&app);
     let setup = Setup::new(node_ip(0));
     let flux = setup.flux.clone();
 

@@ -17,14 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Setup, wait_for};
+use super::{Setup, docker, wait_for, whoami};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -44,18 +43,6 @@ const LARGE_BYTES: u64 = 100 * 1024 * 1024;
 const LARGE_RSS_GROWTH_MAX_KB: u64 = 8 * 1024;
 /// Longest stretch of failed requests allowed while an instance dies.
 const ERROR_WINDOW_MAX: Duration = Duration::from_secs(2);
-
-fn docker(args: &[&str]) -> Option<String> {
-    let output = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 fn node_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 42, 1 + index)
@@ -396,9 +383,8 @@ fn apps_answer_by_name_through_every_nodes_gateway() {
         bodies
             .iter()
             .filter_map(|b| {
-                let (rest, node) = b.trim().split_once('@')?;
-                let instance = rest.split_once('#')?.1.to_string();
-                Some((instance, *index_of.get(node)?))
+                let who = whoami(b)?;
+                Some((who.instance, *index_of.get(&who.node)?))
             })
             .collect()
     };

@@ -13,14 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Flux, Setup, wait_for};
+use super::{AppLeftovers, Flux, Setup, wait_for};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -33,33 +32,6 @@ const APP_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn node_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 43, 1 + index)
-}
-
-/// Removes an app's containers, networks and volumes when the test ends,
-/// passed or failed, so that a run leaves nothing holding a port or a subnet.
-struct Leftovers(String);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        let docker = |args: &[&str]| {
-            Command::new("docker")
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        let label = format!("label=flux.app={}", self.0);
-        for id in docker(&["ps", "-aq", "--filter", &label]).split_whitespace() {
-            docker(&["rm", "-f", "-v", id]);
-        }
-        for kind in ["network", "volume"] {
-            let names = docker(&[kind, "ls", "--format", "{{.Name}}"]);
-            for name in names.lines().filter(|n| n.contains(&self.0)) {
-                docker(&[kind, "rm", name]);
-            }
-        }
-    }
 }
 
 /// What one instance said: its slot and its greeting.
@@ -171,7 +143,7 @@ fn an_update_rolls_one_instance_at_a_time_and_the_app_always_answers() {
 
     let app = format!("roll{}", std::process::id());
     // Dropped after the devnet, whose nodes would otherwise start them again.
-    let _leftovers = Leftovers(app.clone());
+    let _leftovers = AppLeftovers::always(&app);
     let setup = Setup::new(node_ip(0));
     let devnet = setup.devnet_up();
     let flux = setup.flux.clone();
