@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{AppLeftovers, Flux, Setup, wait_for};
+use super::{AppLeftovers, Setup, wait_confirmed, wait_for};
 
 /// Nodes of the devnet (the default of `flux devnet up`).
 const NODES: u8 = 4;
@@ -84,22 +84,6 @@ fn all_three_on(answers: &BTreeMap<Ipv4Addr, Answer>, greeting: &str) -> bool {
     instances.len() == 3 && answers.values().all(|a| a.greeting == greeting)
 }
 
-/// Waits until every node of the devnet is confirmed.
-fn wait_confirmed(flux: &Flux, logs: impl Fn() -> String) {
-    wait_for(
-        "the nodes to confirm themselves by benchmark",
-        APP_TIMEOUT,
-        logs,
-        || {
-            let run = flux.run(&["--json", "node", "list"]);
-            let nodes: Value = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
-            nodes.as_array().is_some_and(|list| {
-                list.len() == usize::from(NODES) && list.iter().all(|n| n["status"] == "confirmed")
-            })
-        },
-    );
-}
-
 fn spec(app: &str, owner: &str, greeting: &str) -> Value {
     serde_json::json!({
         "version": 8,
@@ -149,7 +133,7 @@ fn an_update_rolls_one_instance_at_a_time_and_the_app_always_answers() {
     let flux = setup.flux.clone();
     // The nodes register and confirm themselves by benchmark; only
     // confirmed nodes get instances.
-    wait_confirmed(&flux, || devnet.logs());
+    wait_confirmed(&flux, usize::from(NODES), || devnet.logs());
 
     let owner = flux.json(&["keys", "show", "dev0"])["address"]
         .as_str()
